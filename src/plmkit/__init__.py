@@ -1,0 +1,17 @@
+"""plmkit: pre-trained language models, from n-grams to BERT, written from scratch.
+
+Layers (a layer imports only layers below it)::
+
+    cli.py, pipelines.py          thin faces
+    evaluation/                   metrics, decoding
+    training/                     the one Trainer
+    models/                       attention core, BERT, GPT, Transformer, older generations
+    data/                         corpora, pre-training instances, task datasets, collators
+    tokenization/, datasets/      text -> ids; named real sources fetched into a cache
+    errors.py, _io.py, config.py  the floor everything stands on
+"""
+
+from plmkit.errors import PlmError
+
+__version__ = "0.1.0"
+__all__ = ["PlmError", "__version__"]

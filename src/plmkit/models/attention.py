@@ -1,0 +1,242 @@
+"""The one attention core of plmkit: scaled dot-product and multi-head attention.
+
+Every model of the lineage that attends uses this file: BERT's bidirectional self-attention,
+GPT's causal self-attention, and the Transformer decoder's cross-attention (queries from the
+decoder, keys and values from the encoder output).
+
+Scaled dot-product attention (Vaswani et al., 2017)::
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + M) V
+
+Q Kᵀ scores every query against every key. The scores are divided by √d_k because for random
+vectors of dimension d_k the dot product has variance d_k: unscaled, the softmax saturates and its
+gradients vanish. M is an additive mask: 0 where a query may look, a very large negative number
+where it may not (padding keys; future positions in a causal model), so those keys get zero weight.
+
+Multi-head attention projects the hidden states into h smaller heads of size d_k = d_model / h,
+attends in each head independently (each can learn a different relation), and concatenates.
+
+Two paths compute the same thing: the fast path calls
+``torch.nn.functional.scaled_dot_product_attention`` (fused kernels, no (L×L) probability tensor
+kept for backward); the explicit path writes the softmax out and is used when the caller asks for
+the attention probabilities (visualisation) — see :func:`scaled_dot_product_attention`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def split_heads(states: Tensor, num_heads: int) -> Tensor:
+    """(batch, length, d_model) → (batch, heads, length, d_k)."""
+    batch, length, width = states.shape
+    return states.view(batch, length, num_heads, width // num_heads).transpose(1, 2)
+
+
+def merge_heads(states: Tensor) -> Tensor:
+    """(batch, heads, length, d_k) → (batch, length, heads·d_k): the concatenation of the heads."""
+    batch, heads, length, head_size = states.shape
+    return states.transpose(1, 2).reshape(batch, length, heads * head_size)
+
+
+def attention_bias(
+    attention_mask: Tensor | None,
+    dtype: torch.dtype,
+    *,
+    query_length: int | None = None,
+    causal: bool = False,
+    past_length: int = 0,
+) -> Tensor | None:
+    """Turn a (batch, key_length) 1/0 padding mask into the additive mask M.
+
+    Returns ``None`` when nothing is masked, so the fused kernel can take its fastest path.
+    The result broadcasts to (batch, heads, query_length, key_length). With ``causal`` a query at
+    position i (counting ``past_length`` cached positions before it) sees keys 0..i only.
+    """
+    if attention_mask is None and not causal:
+        return None
+    if not causal and attention_mask.dim() == 2 and bool(attention_mask.all()):
+        return None
+    keep: Tensor | None = None
+    if attention_mask is not None:
+        if attention_mask.dim() == 2:
+            keep = attention_mask[:, None, None, :].bool()
+        else:  # already (batch, 1 or heads, query_length, key_length)
+            keep = attention_mask.bool()
+    if causal:
+        if query_length is None:
+            raise ValueError("a causal mask needs query_length")
+        key_length = past_length + query_length
+        device = attention_mask.device if attention_mask is not None else None
+        positions = torch.arange(key_length, device=device)
+        queries_at = torch.arange(past_length, key_length, device=device)
+        future_blocked = positions[None, :] <= queries_at[:, None]  # (query_length, key_length)
+        keep = future_blocked[None, None] if keep is None else keep & future_blocked[None, None]
+    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(
+        ~keep, torch.finfo(dtype).min
+    )
+
+
+def scaled_dot_product_attention(
+    queries: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    bias: Tensor | None = None,
+    *,
+    is_causal: bool = False,
+    dropout: float = 0.0,
+    return_probabilities: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """softmax(Q Kᵀ / √d_k + M) V over (batch, heads, length, d_k) tensors.
+
+    ``bias`` is the additive mask M from :func:`attention_bias`; ``is_causal`` asks the fused
+    kernel for its built-in causal mask instead (only valid without a bias and without a cache).
+    Returns the attended values and, when ``return_probabilities``, the attention weights.
+    """
+    if not return_probabilities:
+        context = F.scaled_dot_product_attention(
+            queries, keys, values, attn_mask=bias, dropout_p=dropout, is_causal=is_causal
+        )
+        return context, None
+    scores = queries @ keys.transpose(-2, -1) / math.sqrt(queries.size(-1))
+    if is_causal:
+        length_q, length_k = scores.shape[-2:]
+        blocked = torch.ones(length_q, length_k, dtype=torch.bool, device=scores.device).triu(
+            1 + length_k - length_q
+        )
+        scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
+    if bias is not None:
+        scores = scores + bias
+    probabilities = scores.softmax(dim=-1)
+    context = F.dropout(probabilities, p=dropout) @ values
+    return context, probabilities
+
+
+@dataclass
+class KeyValueCache:
+    """Keys and values of the positions already decoded, one per attention layer.
+
+    Incremental decoding (GPT generation, Transformer beam search) feeds one new token per step;
+    its query attends to the cached keys/values, so each step costs O(length) instead of
+    recomputing the whole prefix at O(length²).
+    """
+
+    keys: Tensor | None = None
+    values: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.keys is None else self.keys.size(-2)
+
+    def append(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        if self.keys is None:
+            self.keys, self.values = keys, values
+        else:
+            self.keys = torch.cat([self.keys, keys], dim=-2)
+            self.values = torch.cat([self.values, values], dim=-2)
+        return self.keys, self.values
+
+    def reorder(self, beam_indices: Tensor) -> None:
+        """Follow the beams that survived a beam-search step."""
+        if self.keys is not None:
+            self.keys = self.keys.index_select(0, beam_indices)
+            self.values = self.values.index_select(0, beam_indices)
+
+
+@dataclass
+class AttentionOutput:
+    context: Tensor
+    probabilities: Tensor | None = None
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate query/key/value projections.
+
+    Parameter names (``query``, ``key``, ``value``) are Hugging Face BERT's, so BERT checkpoints load
+    unchanged. The output projection W^O belongs to the caller (BERT names it ``output.dense``).
+
+    Self-attention: call with ``hidden_states`` only. Cross-attention: also pass
+    ``key_value_states`` (the encoder output). For speed the three projections of self-attention
+    run as one matrix multiply over the concatenated weights (fused QKV) when ``fuse_qkv``.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0,
+                 key_value_size: int | None = None, bias: bool = True) -> None:
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
+        key_value_size = key_value_size or hidden_size
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.query = nn.Linear(hidden_size, hidden_size, bias=bias)
+        self.key = nn.Linear(key_value_size, hidden_size, bias=bias)
+        self.value = nn.Linear(key_value_size, hidden_size, bias=bias)
+        self.fuse_qkv = True
+
+    def project_self(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if not self.fuse_qkv:
+            return self.query(hidden_states), self.key(hidden_states), self.value(hidden_states)
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = None
+        if self.query.bias is not None:
+            bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        return F.linear(hidden_states, weight, bias).chunk(3, dim=-1)
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        bias: Tensor | None = None,
+        *,
+        key_value_states: Tensor | None = None,
+        is_causal: bool = False,
+        cache: KeyValueCache | None = None,
+        static_keys_values: tuple[Tensor, Tensor] | None = None,
+        return_probabilities: bool = False,
+    ) -> AttentionOutput:
+        """Attend from ``hidden_states`` to itself, or to ``key_value_states`` (cross-attention).
+
+        ``cache`` extends self-attention keys/values step by step; ``static_keys_values`` reuses the
+        already projected encoder keys/values across decoding steps (cross-attention).
+        """
+        heads = self.num_heads
+        if key_value_states is None and static_keys_values is None:
+            queries, keys, values = self.project_self(hidden_states)
+            keys, values = split_heads(keys, heads), split_heads(values, heads)
+            if cache is not None:
+                keys, values = cache.append(keys, values)
+        else:
+            queries = self.query(hidden_states)
+            if static_keys_values is not None:
+                keys, values = static_keys_values
+            else:
+                keys = split_heads(self.key(key_value_states), heads)
+                values = split_heads(self.value(key_value_states), heads)
+        queries = split_heads(queries, heads)
+        context, probabilities = scaled_dot_product_attention(
+            queries, keys, values, bias,
+            is_causal=is_causal,
+            dropout=self.dropout if self.training else 0.0,
+            return_probabilities=return_probabilities,
+        )
+        return AttentionOutput(merge_heads(context), probabilities)
+
+    def project_keys_values(self, key_value_states: Tensor) -> tuple[Tensor, Tensor]:
+        """Encoder keys/values for cross-attention, computed once per source sentence."""
+        return (split_heads(self.key(key_value_states), self.num_heads),
+                split_heads(self.value(key_value_states), self.num_heads))
+
+
+__all__ = [
+    "AttentionOutput",
+    "KeyValueCache",
+    "MultiHeadAttention",
+    "attention_bias",
+    "merge_heads",
+    "scaled_dot_product_attention",
+    "split_heads",
+]

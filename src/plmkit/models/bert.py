@@ -1,0 +1,580 @@
+"""BERT (Devlin et al., 2018), read like the paper's boxes.
+
+* **Input representation**: the vector of each token is the sum of three embeddings — the token
+  (WordPiece) embedding, the segment embedding (sentence A or B) and a learned position
+  embedding — followed by LayerNorm and dropout (:class:`BertEmbeddings`).
+* **Encoder**: a stack of Transformer encoder layers. Each layer is multi-head self-attention and
+  a position-wise feed-forward network, each wrapped as ``LayerNorm(x + Dropout(Sublayer(x)))``
+  (post-LN, as in the paper) (:class:`BertLayer`). Attention is bidirectional: every token sees
+  every other non-padding token.
+* **Pooler**: tanh(W·h_[CLS] + b), the sentence representation used by NSP and classification.
+* **Heads**: masked LM (transform + decoder tied to the word embeddings) and next-sentence
+  prediction for pre-training; one linear layer each for the four downstream families.
+
+Parameter names equal Hugging Face's ``modeling_bert.py`` so checkpoints load both ways.
+"""
+
+from __future__ import annotations
+
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from plmkit.errors import PlmError
+from plmkit.models.attention import MultiHeadAttention, attention_bias
+from plmkit.models.pretrained import PretrainedMixin
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    position_embedding_type: str = "absolute"
+    # Task heads
+    num_labels: int = 2
+    id2label: dict[int, str] | None = None
+    label2id: dict[str, int] | None = None
+    classifier_dropout: float | None = None
+    problem_type: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of "
+                             f"num_attention_heads ({self.num_attention_heads})")
+        if self.position_embedding_type != "absolute":
+            raise ValueError("only absolute position embeddings are supported")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act {self.hidden_act!r} not in {sorted(ACTIVATIONS)}")
+        if self.id2label is not None:
+            self.id2label = {int(k): v for k, v in self.id2label.items()}
+            self.num_labels = len(self.id2label)
+            if self.label2id is None:
+                self.label2id = {v: k for k, v in self.id2label.items()}
+        if self.label2id is not None:
+            self.label2id = {k: int(v) for k, v in self.label2id.items()}
+
+
+# The google small-BERT family (Turc et al., 2019) and BERT-base: L layers / H hidden.
+BERT_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=512),
+    "mini": dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024),
+    "small": dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, intermediate_size=2048),
+    "medium": dict(num_hidden_layers=8, hidden_size=512, num_attention_heads=8,
+                   intermediate_size=2048),
+    "base": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12,
+                 intermediate_size=3072),
+}
+
+
+def bert_config(size: str = "base", **overrides: Any) -> BertConfig:
+    """A named size from :data:`BERT_SIZES`, with any field overridden."""
+    if size not in BERT_SIZES:
+        raise PlmError(f"unknown model size {size!r}; choose one of {', '.join(BERT_SIZES)}",
+                       field="model_size")
+    return BertConfig(**{**BERT_SIZES[size], **overrides})
+
+
+def _gelu_tanh(x: Tensor) -> Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS = {
+    "gelu": F.gelu, "relu": F.relu, "gelu_new": _gelu_tanh, "gelu_pytorch_tanh": _gelu_tanh,
+    "silu": F.silu, "swish": F.silu, "tanh": torch.tanh,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------------
+@dataclass
+class BertModelOutput:
+    last_hidden_state: Tensor
+    pooler_output: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class BertPreTrainingOutput:
+    """``prediction_logits`` is (batch, length, vocab) — or, when MLM labels are given and the
+    model computes the decoder sparsely, (number of masked tokens, vocab) for the positions in
+    ``masked_positions`` (a boolean (batch, length) mask), which is where the loss is taken."""
+
+    loss: Tensor | None
+    prediction_logits: Tensor
+    seq_relationship_logits: Tensor | None = None
+    mlm_loss: Tensor | None = None
+    nsp_loss: Tensor | None = None
+    masked_positions: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class TaskOutput:
+    """Output of the downstream heads (classification, tagging, question answering)."""
+
+    loss: Tensor | None
+    logits: Tensor | None = None
+    start_logits: Tensor | None = None
+    end_logits: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Embeddings, encoder, pooler
+# --------------------------------------------------------------------------------------------
+class BertEmbeddings(nn.Module):
+    """E = LayerNorm(token + segment + position) with dropout — the paper's Figure 2."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size,
+                                            padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.max_positions = config.max_position_embeddings
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
+                position_ids: Tensor | None = None) -> Tensor:
+        length = input_ids.size(1)
+        if length > self.max_positions:
+            raise PlmError(f"sequence of {length} tokens is longer than the model's "
+                           f"max_position_embeddings ({self.max_positions}); truncate or window it",
+                           field="max_position_embeddings")
+        if position_ids is None:
+            position_ids = torch.arange(length, device=input_ids.device)[None]
+        embeddings = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
+        if token_type_ids is None:
+            embeddings = embeddings + self.token_type_embeddings.weight[0]
+        else:
+            embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class BertSelfOutput(nn.Module):
+    """W^O, then the residual connection and LayerNorm: LayerNorm(x + Dropout(W^O·heads))."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: Tensor, residual: Tensor) -> Tensor:
+        return self.LayerNorm(residual + self.dropout(self.dense(hidden_states)))
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        # HF calls the multi-head attention "self" (as in self-attention).
+        self.self = MultiHeadAttention(config.hidden_size, config.num_attention_heads,
+                                       dropout=config.attention_probs_dropout_prob)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden_states: Tensor, bias: Tensor | None,
+                output_attentions: bool = False) -> tuple[Tensor, Tensor | None]:
+        attended = self.self(hidden_states, bias, return_probabilities=output_attentions)
+        return self.output(attended.context, hidden_states), attended.probabilities
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACTIVATIONS[config.hidden_act]
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        return self.activation(self.dense(hidden_states))
+
+
+class BertOutput(BertSelfOutput):
+    """The second half of the feed-forward network, with its residual and LayerNorm."""
+
+    def __init__(self, config: BertConfig) -> None:
+        nn.Module.__init__(self)
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+
+class BertLayer(nn.Module):
+    """One encoder layer: self-attention sub-layer, then feed-forward sub-layer (post-LN)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, hidden_states: Tensor, bias: Tensor | None,
+                output_attentions: bool = False) -> tuple[Tensor, Tensor | None]:
+        attended, probabilities = self.attention(hidden_states, bias, output_attentions)
+        return self.output(self.intermediate(attended), attended), probabilities
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, hidden_states: Tensor, bias: Tensor | None, *,
+                output_attentions: bool = False, output_hidden_states: bool = False,
+                ) -> tuple[Tensor, tuple[Tensor, ...] | None, tuple[Tensor, ...] | None]:
+        all_states = (hidden_states,) if output_hidden_states else None
+        all_attentions: tuple[Tensor, ...] | None = () if output_attentions else None
+        for layer in self.layer:
+            hidden_states, probabilities = layer(hidden_states, bias, output_attentions)
+            if all_states is not None:
+                all_states += (hidden_states,)
+            if all_attentions is not None:
+                all_attentions += (probabilities,)
+        return hidden_states, all_states, all_attentions
+
+
+class BertPooler(nn.Module):
+    """tanh(W·h_[CLS] + b): the first token's final state stands for the whole input."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+# --------------------------------------------------------------------------------------------
+# Shared base: initialisation and IO
+# --------------------------------------------------------------------------------------------
+class BertPreTrainedModel(PretrainedMixin, nn.Module):
+    config_class: ClassVar[type] = BertConfig
+    model_type: ClassVar[str] = "bert"
+    base_model_prefix: ClassVar[str] = "bert"
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def init_weights(self) -> None:
+        self.apply(self._init_module)
+        self.tie_weights()
+
+    def _init_module(self, module: nn.Module) -> None:
+        """BERT's initialisation: N(0, 0.02) weights, zero biases, LayerNorm = identity."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def config_dict(self) -> dict[str, Any]:
+        values = super().config_dict()
+        if values.get("id2label") is None:
+            values.pop("id2label", None)
+            values.pop("label2id", None)
+        else:
+            values["id2label"] = {str(k): v for k, v in values["id2label"].items()}
+        return values
+
+
+class BertModel(BertPreTrainedModel):
+    """The encoder alone: embeddings → N layers → (pooler)."""
+
+    hf_architecture = "BertModel"
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__(config)
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.init_weights()
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, position_ids: Tensor | None = None, *,
+                output_attentions: bool = False, output_hidden_states: bool = False,
+                ) -> BertModelOutput:
+        embeddings = self.embeddings(input_ids, token_type_ids, position_ids)
+        bias = attention_bias(attention_mask, embeddings.dtype)
+        states, all_states, attentions = self.encoder(
+            embeddings, bias, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states)
+        pooled = self.pooler(states) if self.pooler is not None else None
+        return BertModelOutput(states, pooled, all_states, attentions)
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-training heads: masked LM and next sentence prediction
+# --------------------------------------------------------------------------------------------
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = ACTIVATIONS[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        return self.LayerNorm(self.activation(self.dense(hidden_states)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """Transform, then a decoder whose weight *is* the word-embedding matrix (tied), plus a bias."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        return F.linear(self.transform(hidden_states), self.decoder.weight, self.bias)
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        return self.predictions(hidden_states)
+
+
+class BertPreTrainingHeads(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+
+def masked_lm_logits(head: BertLMPredictionHead, states: Tensor, labels: Tensor | None,
+                     sparse: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """MLM logits and loss; with ``sparse`` only at the masked positions.
+
+    Only ~15% of positions carry a label, and the vocabulary projection (hidden × 30k) dominates
+    the FLOPs of a small BERT, so decoding just those rows gives the same loss for a fraction of
+    the work. Returns (logits, loss, masked_positions).
+    """
+    if labels is None:
+        return head(states), None, None
+    if not sparse:
+        logits = head(states)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), labels.view(-1),
+                               ignore_index=-100)
+        return logits, loss, None
+    masked = labels != -100
+    logits = head(states[masked])
+    loss = F.cross_entropy(logits.float(), labels[masked]) if logits.numel() else \
+        states.sum() * 0.0
+    return logits, loss, masked
+
+
+class BertForPreTraining(BertPreTrainedModel):
+    """BERT's pre-training model: masked LM (15% of tokens) + next sentence prediction."""
+
+    hf_architecture = "BertForPreTraining"
+    tied_weights = ("cls.predictions.decoder.weight",)
+
+    def __init__(self, config: BertConfig, sparse_mlm: bool = True) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.cls = BertPreTrainingHeads(config)
+        self.sparse_mlm = sparse_mlm
+        self.init_weights()
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, labels: Tensor | None = None,
+                next_sentence_label: Tensor | None = None, *, output_attentions: bool = False,
+                output_hidden_states: bool = False) -> BertPreTrainingOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states)
+        logits, mlm_loss, masked = masked_lm_logits(self.cls.predictions, out.last_hidden_state,
+                                                    labels, self.sparse_mlm)
+        nsp_logits = self.cls.seq_relationship(out.pooler_output)
+        nsp_loss = None
+        if next_sentence_label is not None:
+            nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label.view(-1))
+        losses = [x for x in (mlm_loss, nsp_loss) if x is not None]
+        loss = sum(losses) if losses else None
+        return BertPreTrainingOutput(loss, logits, nsp_logits, mlm_loss, nsp_loss, masked,
+                                     out.hidden_states, out.attentions)
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    """Masked LM alone (no pooler, no NSP): what fill-mask uses."""
+
+    hf_architecture = "BertForMaskedLM"
+    tied_weights = ("cls.predictions.decoder.weight",)
+    ignored_keys = ("cls.seq_relationship",)
+
+    def __init__(self, config: BertConfig, sparse_mlm: bool = False) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config)
+        self.sparse_mlm = sparse_mlm
+        self.init_weights()
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, labels: Tensor | None = None, *,
+                output_attentions: bool = False, output_hidden_states: bool = False,
+                ) -> BertPreTrainingOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states)
+        logits, loss, masked = masked_lm_logits(self.cls.predictions, out.last_hidden_state,
+                                                labels, self.sparse_mlm)
+        return BertPreTrainingOutput(loss, logits, None, loss, None, masked, out.hidden_states,
+                                     out.attentions)
+
+
+# --------------------------------------------------------------------------------------------
+# Downstream heads: the seeds' four task families, each one added layer
+# --------------------------------------------------------------------------------------------
+class BertForSequenceClassification(BertPreTrainedModel):
+    """Single sentence or sentence pair → pooled [CLS] → dropout → linear (softmax or MSE)."""
+
+    hf_architecture = "BertForSequenceClassification"
+    head_prefixes = ("classifier.", "bert.pooler.")
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config)
+        dropout = config.classifier_dropout
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, labels: Tensor | None = None, *,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> TaskOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states)
+        logits = self.classifier(self.dropout(out.pooler_output))
+        loss = None
+        if labels is not None:
+            if self.config.problem_type == "regression" or self.num_labels == 1:
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
+            else:
+                loss = F.cross_entropy(logits.float(), labels.view(-1))
+        return TaskOutput(loss, logits, hidden_states=out.hidden_states,
+                          attentions=out.attentions)
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    """Token tagging (NER): every final hidden state → dropout → linear over the tag set."""
+
+    hf_architecture = "BertForTokenClassification"
+    head_prefixes = ("classifier.",)
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        dropout = config.classifier_dropout
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, labels: Tensor | None = None, *,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> TaskOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states)
+        logits = self.classifier(self.dropout(out.last_hidden_state))
+        loss = None
+        if labels is not None:  # -100 marks pieces after a word's first and special tokens
+            loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1),
+                                   ignore_index=-100)
+        return TaskOutput(loss, logits, hidden_states=out.hidden_states,
+                          attentions=out.attentions)
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    """Span QA: a start vector S and an end vector E dotted with every passage token."""
+
+    hf_architecture = "BertForQuestionAnswering"
+    head_prefixes = ("qa_outputs.",)
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, start_positions: Tensor | None = None,
+                end_positions: Tensor | None = None, *, output_attentions: bool = False,
+                output_hidden_states: bool = False) -> TaskOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states)
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(-1)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            length = start_logits.size(1)  # positions outside the window are ignored, as in HF
+            start = start_positions.clamp(0, length)
+            end = end_positions.clamp(0, length)
+            loss = (F.cross_entropy(start_logits.float(), start, ignore_index=length)
+                    + F.cross_entropy(end_logits.float(), end, ignore_index=length)) / 2
+        return TaskOutput(loss, None, start_logits, end_logits, out.hidden_states,
+                          out.attentions)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def flops_per_token(config: BertConfig, sequence_length: int, masked_fraction: float = 0.15,
+                    sparse_mlm: bool = True) -> float:
+    """Forward+backward FLOPs per token of BertForPreTraining (≈ 6·params per token plus attention),
+    used for model-FLOPs utilisation in the benchmarks."""
+    h, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_layer = 2 * (4 * h * h + 2 * h * inter) + 2 * 2 * sequence_length * h
+    mlm_rows = masked_fraction if sparse_mlm else 1.0
+    head = 2 * mlm_rows * (h * h + h * config.vocab_size)
+    return 3 * (layers * per_layer + head)
+
+
+__all__ = [
+    "BERT_SIZES", "BertConfig", "BertForMaskedLM", "BertForPreTraining",
+    "BertForQuestionAnswering", "BertForSequenceClassification", "BertForTokenClassification",
+    "BertModel", "BertModelOutput", "BertPreTrainingOutput", "TaskOutput", "bert_config",
+    "count_parameters", "flops_per_token", "masked_lm_logits",
+]
+
