@@ -1,0 +1,83 @@
+"""Optimisers and learning-rate schedules.
+
+AdamW as BERT uses it: decoupled weight decay (0.01) on the weight matrices only — not on biases,
+LayerNorm gains or embedding norms, whose scale carries no overfitting risk and which decay would
+pull towards zero. Schedules return a multiplier of the base learning rate for each step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: weights that decay, and biases / norms (any 1-D parameter) that don't."""
+    decay, no_decay, seen = [], [], set()
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad or id(parameter) in seen:
+            continue
+        seen.add(id(parameter))
+        if parameter.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias"):
+            no_decay.append(parameter)
+        else:
+            decay.append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, name: str, learning_rate: float, weight_decay: float,
+                    betas: tuple[float, float], eps: float) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=learning_rate, betas=betas, eps=eps)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=learning_rate)
+    raise ValueError(f"unknown optimizer {name!r} (adamw, adam, sgd)")
+
+
+def schedule_function(name: str, total_steps: int, warmup_steps: int,
+                      noam_d_model: int = 512) -> Callable[[int], float]:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based).
+
+    * ``linear``: warm up linearly to 1, then decay linearly to 0 at ``total_steps`` (BERT).
+    * ``cosine``: warm up, then half a cosine down to 0.
+    * ``constant``: warm up, then 1.
+    * ``noam``: d_model^-0.5 · min(step^-0.5, step · warmup^-1.5) (Vaswani et al.); multiply by a
+      base learning rate of 1.0 to get the paper's schedule.
+    * ``linear_to_zero``: no warm-up, straight line from 1 to 0 (word2vec's alpha decay).
+    """
+    warmup = max(0, warmup_steps)
+    total = max(1, total_steps)
+
+    def warm(step: int) -> float | None:
+        return (step + 1) / warmup if step < warmup else None
+
+    if name == "linear":
+        return lambda s: warm(s) or max(0.0, (total - s) / max(1, total - warmup))
+    if name == "cosine":
+        return lambda s: warm(s) or 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total - warmup))))
+    if name == "constant":
+        return lambda s: warm(s) or 1.0
+    if name == "linear_to_zero":
+        return lambda s: max(1e-4, 1.0 - s / total)
+    if name == "noam":
+        w = max(1, warmup)
+        return lambda s: noam_d_model ** -0.5 * min((s + 1) ** -0.5, (s + 1) * w ** -1.5)
+    raise ValueError(f"unknown schedule {name!r} (linear, cosine, constant, noam, linear_to_zero)")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int,
+                    warmup_steps: int, noam_d_model: int = 512) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, schedule_function(name, total_steps, warmup_steps, noam_d_model))
+
+
+__all__ = ["build_optimizer", "build_scheduler", "parameter_groups", "schedule_function"]

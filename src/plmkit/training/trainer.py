@@ -1,0 +1,438 @@
+"""The one training loop of plmkit.
+
+Pre-training BERT, fine-tuning it on the four task families, training GPT, the Transformer and
+the older generations are all *tasks* run by this loop. A task is any object with
+
+    step(model, batch) -> (loss, metrics)          # one forward pass on one (micro-)batch
+    evaluate(model, batches) -> metrics            # optional; held-out evaluation
+
+and the Trainer owns everything around it: device, autocast, ``torch.compile``, gradient
+accumulation, clipping, the schedule, DDP, checkpoints and exact resume, the progress bar, the
+JSONL log and the PNG curves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from plmkit.data.collate import BatchSource
+from plmkit.errors import PlmError
+from plmkit.training import checkpoint as ckpt
+from plmkit.training.distributed import (DistributedContext, all_reduce_mean, barrier,
+                                         broadcast_flag, init_distributed, shutdown)
+from plmkit.training.optim import build_optimizer, build_scheduler
+from plmkit.training.reporting import MetricsLog, plot_curves, progress_bar
+
+
+class Task(Protocol):
+    def step(self, model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float]]: ...
+
+
+@dataclass
+class TrainingConfig:
+    output_dir: str = "runs/model"
+    max_steps: int = 0
+    num_epochs: float = 1.0
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    optimizer: str = "adamw"
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_epsilon: float = 1e-8
+    schedule: str = "linear"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    noam_d_model: int = 512
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    precision: str = "fp32"
+    compile: bool = False
+    device: str = "auto"
+    seed: int = 42
+    log_every: int = 10
+    eval_every: int = 0
+    save_every: int = 0
+    keep_last: int = 2
+    metric_for_best: str | None = None
+    greater_is_better: bool = True
+    early_stopping_patience: int = 0
+    progress: bool = True
+    plot: bool = True
+    plot_metrics: tuple[str, ...] = ("loss",)
+    save_final: bool = True
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise PlmError(f"precision must be fp32, bf16 or fp16, not {self.precision!r}",
+                           field="precision")
+        if self.gradient_accumulation_steps < 1:
+            raise PlmError("gradient_accumulation_steps must be ≥ 1",
+                           field="gradient_accumulation_steps")
+        if self.max_steps < 0 or self.num_epochs <= 0 and self.max_steps == 0:
+            raise PlmError("give max_steps > 0 or num_epochs > 0", field="max_steps")
+        self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
+        self.plot_metrics = tuple(self.plot_metrics)
+
+
+@dataclass
+class TrainResult:
+    global_step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    best_checkpoint: Path | None = None
+    output_dir: Path | None = None
+
+
+@dataclass
+class _State:
+    """Where training stands; saved in every checkpoint so resume continues exactly."""
+
+    global_step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+def count_tokens(batch: dict[str, Any]) -> int:
+    """Non-padding tokens in a batch, for tokens/s."""
+    if "attention_mask" in batch and isinstance(batch["attention_mask"], Tensor):
+        return int(batch["attention_mask"].sum())
+    for key in ("input_ids", "inputs", "source_ids"):
+        if key in batch and isinstance(batch[key], Tensor):
+            return batch[key].numel()
+    return 0
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP and torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module"):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, task: Any, train_data: BatchSource,
+                 config: TrainingConfig, eval_data: BatchSource | None = None,
+                 tokenizer: Any = None) -> None:
+        self.config = config
+        self.task = task
+        self.train_data = train_data
+        self.eval_data = eval_data
+        self.tokenizer = tokenizer
+        self.output_dir = Path(config.output_dir)
+        self.device = resolve_device(config.device)
+        self.context: DistributedContext = init_distributed(self.device)
+        if self.device.type == "cuda" and self.context.enabled:
+            self.device = torch.device("cuda", self.context.local_rank)
+        self.model = model.to(self.device)
+        self.log = MetricsLog(self.output_dir / "metrics.jsonl", enabled=self.context.is_main)
+        self.state = _State()
+
+    # --------------------------------------------------------------------------- helpers
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def total_steps(self) -> int:
+        if self.config.max_steps:
+            return self.config.max_steps
+        per_epoch = self.train_data.num_batches(self.context.world_size)
+        if per_epoch == 0:
+            raise PlmError("the training data is empty (no batch)", field="train_data")
+        return max(1, math.ceil(self.config.num_epochs * per_epoch
+                                / self.config.gradient_accumulation_steps))
+
+    def training_config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    def _model_config(self) -> dict[str, Any]:
+        model = unwrap(self.model)
+        if hasattr(model, "config_dict"):
+            return model.config_dict()
+        return {}
+
+    # --------------------------------------------------------------------------- main loop
+    def train(self, resume: bool | str | Path = False) -> TrainResult:
+        config = self.config
+        seed_everything(config.seed + self.context.rank)
+        model = self.model
+        optimizer = build_optimizer(model, config.optimizer, config.learning_rate,
+                                    config.weight_decay, config.adam_betas, config.adam_epsilon)
+        total = self.total_steps()
+        warmup = config.warmup_steps or int(config.warmup_ratio * total)
+        scheduler = build_scheduler(optimizer, config.schedule, total, warmup, config.noam_d_model)
+        if resume:
+            self._resume(resume, optimizer, scheduler)
+        if self.state.global_step >= total:
+            return self._finish(total)
+        train_model: nn.Module = model
+        if self.context.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            train_model = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if config.compile:
+            train_model = torch.compile(train_model)
+        scaler = torch.amp.GradScaler(enabled=config.precision == "fp16"
+                                      and self.device.type == "cuda")
+        accumulation = config.gradient_accumulation_steps
+        bar = progress_bar(total, self.state.global_step, config.progress and self.context.is_main)
+        window: dict[str, list[float]] = defaultdict(list)
+        tokens, window_start, micro = 0, time.perf_counter(), 0
+        model.train()
+        stop = False
+        try:
+            while not stop:
+                for batch in self.train_data.batches(self.state.epoch, self.state.batch_in_epoch,
+                                                     self.context.rank, self.context.world_size):
+                    self.state.batch_in_epoch += 1
+                    micro += 1
+                    syncing = micro % accumulation == 0
+                    batch = move_to(batch, self.device)
+                    tokens += count_tokens(batch) * self.context.world_size
+                    no_sync = (train_model.no_sync() if self.context.enabled and not syncing
+                               else contextlib.nullcontext())
+                    with no_sync:
+                        with self.autocast():
+                            loss, metrics = self.task.step(train_model, batch)
+                        if not torch.isfinite(loss):
+                            raise PlmError(f"loss became {loss.item()} at step "
+                                           f"{self.state.global_step + 1}; lower the learning rate "
+                                           "or check the data", field="learning_rate")
+                        scaler.scale(loss / accumulation).backward()
+                    window["loss"].append(float(loss.detach()))
+                    for key, value in metrics.items():
+                        window[key].append(float(value))
+                    if not syncing:
+                        continue
+                    if config.max_grad_norm > 0:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    self.state.global_step += 1
+                    step = self.state.global_step
+                    bar.update(1)
+                    if step % config.log_every == 0 or step == total:
+                        elapsed = time.perf_counter() - window_start
+                        record = self._log_window(window, tokens / max(elapsed, 1e-9),
+                                                  scheduler.get_last_lr()[0])
+                        bar.set_postfix(loss=f"{record['loss']:.4f}",
+                                        tok_s=f"{record['tokens_per_s']:.0f}")
+                        window.clear()
+                        tokens, window_start = 0, time.perf_counter()
+                    saved = False
+                    if config.eval_every and step % config.eval_every == 0 and step != total:
+                        stop = self._evaluate_and_track(step)
+                        model.train()
+                        if self.state.best_step == step:  # keep the best model on disk
+                            self._save(step, optimizer, scheduler)
+                            saved = True
+                    if config.save_every and step % config.save_every == 0 and step != total \
+                            and not saved:
+                        self._save(step, optimizer, scheduler)
+                    if step >= total or stop:
+                        stop = True
+                        break
+                else:
+                    self.state.epoch += 1
+                    self.state.batch_in_epoch = 0
+                    if self.train_data.num_batches(self.context.world_size) == 0:
+                        raise PlmError("the training data is empty (no batch)")
+            if self.eval_data is not None:
+                self._evaluate_and_track(self.state.global_step)
+            self._save(self.state.global_step, optimizer, scheduler)
+        finally:
+            bar.close()
+        result = self._finish(total)
+        shutdown(self.context)
+        return result
+
+    # --------------------------------------------------------------------------- pieces
+    def _log_window(self, window: dict[str, list[float]], tokens_per_s: float,
+                    learning_rate: float) -> dict[str, Any]:
+        record: dict[str, Any] = {"step": self.state.global_step, "epoch": self.state.epoch}
+        for key, values in window.items():
+            record[key] = all_reduce_mean(sum(values) / len(values), self.context)
+        record["lr"] = learning_rate
+        record["tokens_per_s"] = tokens_per_s
+        record["time"] = time.time()
+        self.log.write(record)
+        return record
+
+    def evaluate(self) -> dict[str, float]:
+        """Run the task's held-out evaluation (rank 0) and return ``eval_``-prefixed metrics."""
+        if self.eval_data is None:
+            return {}
+        model = unwrap(self.model)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), self.autocast():
+            batches = (move_to(b, self.device) for b in self.eval_data.batches(0))
+            if hasattr(self.task, "evaluate"):
+                metrics = self.task.evaluate(model, batches)
+            else:
+                losses = [float(self.task.step(model, b)[0]) for b in batches]
+                metrics = {"loss": sum(losses) / max(1, len(losses))}
+        model.train(was_training)
+        return {f"eval_{k}": float(v) for k, v in metrics.items()}
+
+    def _evaluate_and_track(self, step: int) -> bool:
+        """Evaluate, log, remember the best; returns True when early stopping says stop."""
+        stop = False
+        if self.context.is_main and self.eval_data is not None:
+            metrics = self.evaluate()
+            self.log.write({"step": step, "epoch": self.state.epoch, **metrics})
+            stop = self._track_best(step, metrics)
+        barrier(self.context)
+        return broadcast_flag(stop, self.context)
+
+    def _track_best(self, step: int, metrics: dict[str, float]) -> bool:
+        key = self.config.metric_for_best
+        if not key:
+            return False
+        if key not in metrics and f"eval_{key}" in metrics:
+            key = f"eval_{key}"
+        if key not in metrics:
+            raise PlmError(f"metric_for_best {key!r} is not among the evaluation metrics "
+                           f"{sorted(metrics)}", field="metric_for_best")
+        value = metrics[key]
+        best = self.state.best_metric
+        better = best is None or (value > best if self.config.greater_is_better else value < best)
+        if better:
+            self.state.best_metric, self.state.best_step = value, step
+            self.state.evals_without_improvement = 0
+            return False
+        self.state.evals_without_improvement += 1
+        patience = self.config.early_stopping_patience
+        return bool(patience and self.state.evals_without_improvement >= patience)
+
+    def _save(self, step: int, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+        if self.context.is_main:
+            model = unwrap(self.model)
+            state = {
+                "trainer": dataclasses.asdict(self.state),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": ckpt.rng_state(),
+            }
+            ckpt.save_checkpoint(self.output_dir, step, model, self.tokenizer, state,
+                                 self.training_config_dict())
+            protect = None
+            if self.state.best_step is not None:
+                protect = self.output_dir / f"checkpoint-{self.state.best_step}"
+            ckpt.rotate_checkpoints(self.output_dir, self.config.keep_last, protect)
+        barrier(self.context)
+
+    def _resume(self, resume: bool | str | Path, optimizer: torch.optim.Optimizer,
+                scheduler: Any) -> None:
+        if isinstance(resume, (str, Path)) and str(resume) not in ("True", "auto", "latest"):
+            checkpoint = Path(resume)
+        else:
+            found = ckpt.list_checkpoints(self.output_dir)
+            if not found:
+                raise PlmError("nothing to resume: no checkpoint-* folder", path=self.output_dir)
+            checkpoint = found[-1]
+        ckpt.check_compatible(checkpoint, self._model_config(), self.training_config_dict())
+        saved = ckpt.load_trainer_state(checkpoint)
+        from plmkit.models.pretrained import load_state_dict
+
+        model = unwrap(self.model)
+        model.load_checkpoint_state(load_state_dict(checkpoint), source=checkpoint,
+                                    strict_head=True)
+        model.to(self.device)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        ckpt.set_rng_state(saved["rng"])
+        self.state = _State(**saved["trainer"])
+        self.log.truncate_after(self.state.global_step)
+        if self.context.is_main:
+            print(f"plmkit: resumed from {checkpoint} at step {self.state.global_step} "
+                  f"(epoch {self.state.epoch}, batch {self.state.batch_in_epoch})")
+
+    def _finish(self, total: int) -> TrainResult:
+        best = None
+        if self.state.best_step is not None:
+            best = self.output_dir / f"checkpoint-{self.state.best_step}"
+        if self.context.is_main:
+            if self.config.save_final:
+                self._write_final_model(best)
+            if self.config.plot and self.log.records:
+                keys = list(self.config.plot_metrics)
+                plot_curves(self.log.records, self.output_dir / "curves.png", keys,
+                            title=type(unwrap(self.model)).__name__)
+        last = {}
+        for record in self.log.records:
+            last.update({k: v for k, v in record.items() if isinstance(v, (int, float))})
+        return TrainResult(self.state.global_step, last, best, self.output_dir)
+
+    def _write_final_model(self, best: Path | None) -> None:
+        """The final (or best) model goes to output_dir itself, file by file, atomically."""
+        import os
+        import shutil
+        import tempfile
+
+        staging = Path(tempfile.mkdtemp(prefix=".final.", dir=self.output_dir))
+        try:
+            if best is not None and best.exists():
+                for item in best.iterdir():
+                    if item.is_file() and item.name not in (ckpt.STATE_FILE,
+                                                            "training_config.json"):
+                        shutil.copy2(item, staging / item.name)
+            else:
+                unwrap(self.model).save_pretrained(staging / "m", tokenizer=self.tokenizer)
+                for item in (staging / "m").iterdir():
+                    os.replace(item, staging / item.name)
+                (staging / "m").rmdir()
+            for item in staging.iterdir():
+                os.replace(item, self.output_dir / item.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+__all__ = ["Task", "TrainResult", "Trainer", "TrainingConfig", "move_to", "seed_everything",
+           "unwrap"]
