@@ -14,6 +14,7 @@ from plmkit.errors import PlmError
 
 # One module per area; each defines ``register(subparsers)`` and sets ``func`` on its parsers.
 COMMAND_MODULES = (
+    "plmkit.commands.data",
     "plmkit.commands.tokenize",
     "plmkit.commands.bert",
     "plmkit.commands.pretrain",

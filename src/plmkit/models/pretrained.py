@@ -126,13 +126,17 @@ class PretrainedMixin:
             folder: a folder with config.json and model.safetensors (or pytorch_model.bin).
             strict_head: also require the task head's weights (e.g. when loading a fine-tuned
                 classifier for prediction).
-            config_overrides: config fields to change, e.g. ``num_labels=3`` for a new head.
+            config_overrides: config fields to change, e.g. ``num_labels=3`` for a new head;
+                other keywords go to the model's constructor (e.g. ``sparse_mlm=False``).
         """
         folder = Path(folder)
         if not folder.is_dir():
-            raise PlmError("checkpoint folder not found", path=folder)
+            raise PlmError("checkpoint folder not found (no config.json)", path=folder)
+        fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        model_kwargs = {k: v for k, v in config_overrides.items() if k not in fields}
+        config_overrides = {k: v for k, v in config_overrides.items() if k in fields}
         config = cls.load_config(folder, **config_overrides)
-        model = cls(config)  # type: ignore[call-arg]
+        model = cls(config, **model_kwargs)  # type: ignore[call-arg]
         state = load_state_dict(folder)
         model.load_checkpoint_state(state, source=folder, strict_head=strict_head)
         model.eval()

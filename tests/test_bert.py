@@ -1,0 +1,246 @@
+"""BERT equals Hugging Face's BERT: real MiniLM weights, every head, both checkpoint directions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from plmkit.errors import PlmError
+from plmkit.models import bert as ours
+
+transformers = pytest.importorskip("transformers")
+
+
+def hf_config(kwargs: dict, **extra):
+    return transformers.BertConfig(**kwargs, **extra)
+
+
+def padded_batch(vocab_size: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, vocab_size, (3, 17), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 11:] = 0
+    attention_mask[2, 5:] = 0
+    input_ids[attention_mask == 0] = 0
+    token_type_ids = torch.zeros_like(input_ids)
+    token_type_ids[:, 8:] = 1
+    return input_ids, attention_mask, token_type_ids
+
+
+def test_minilm_matches_hugging_face_on_a_padded_batch(minilm_dir):
+    model = ours.BertModel.from_pretrained(minilm_dir)
+    reference = transformers.BertModel.from_pretrained(minilm_dir).eval()
+    input_ids, attention_mask, token_type_ids = padded_batch(30522)
+    with torch.no_grad():
+        got = model(input_ids, attention_mask, token_type_ids, output_hidden_states=True)
+        want = reference(input_ids=input_ids, attention_mask=attention_mask,
+                         token_type_ids=token_type_ids, output_hidden_states=True)
+    keep = attention_mask.bool()
+    assert (got.last_hidden_state - want.last_hidden_state)[keep].abs().max() < 1e-5
+    assert (got.pooler_output - want.pooler_output).abs().max() < 1e-5
+    assert len(got.hidden_states) == 7
+    for mine, theirs in zip(got.hidden_states, want.hidden_states):
+        assert (mine - theirs)[keep].abs().max() < 1e-5
+
+
+def test_minilm_reproduces_the_published_reference_values(minilm_dir):
+    """DATA.md: HF transformers fp32 on 'The quick brown fox jumps over the lazy dog.'"""
+    ids = torch.tensor([[101, 1996, 4248, 2829, 4419, 14523, 2058, 1996, 13971, 3899, 1012, 102]])
+    model = ours.BertModel.from_pretrained(minilm_dir)
+    with torch.no_grad():
+        first = model(ids).last_hidden_state[0, 0, :5]
+    expected = torch.tensor([0.04644, 0.33806, 0.20821, 0.64680, -0.19571])
+    assert torch.allclose(first, expected, atol=1e-4)
+
+
+def test_attention_probabilities_equal_hf_eager(minilm_dir):
+    model = ours.BertModel.from_pretrained(minilm_dir)
+    reference = transformers.BertModel.from_pretrained(minilm_dir, attn_implementation="eager")
+    input_ids, attention_mask, token_type_ids = padded_batch(30522, seed=1)
+    with torch.no_grad():
+        got = model(input_ids, attention_mask, token_type_ids, output_attentions=True)
+        want = reference.eval()(input_ids=input_ids, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids, output_attentions=True)
+    assert len(got.attentions) == 6 and got.attentions[0].shape == (3, 12, 17, 17)
+    for mine, theirs in zip(got.attentions, want.attentions):
+        assert (mine - theirs)[0].abs().max() < 1e-5  # unpadded row
+        assert torch.allclose(mine.sum(-1), torch.ones(()), atol=1e-5)
+        assert mine[2, :, :, 5:].abs().max() < 1e-6  # padding keys get no weight
+
+
+def test_our_checkpoint_loads_in_hugging_face_and_back(tmp_path, tiny_bert_kwargs):
+    torch.manual_seed(0)
+    model = ours.BertForPreTraining(ours.BertConfig(**tiny_bert_kwargs), sparse_mlm=False).eval()
+    model.save_pretrained(tmp_path / "ours")
+    files = sorted(p.name for p in (tmp_path / "ours").iterdir())
+    assert files == ["config.json", "model.safetensors"]
+    theirs = transformers.BertForPreTraining.from_pretrained(tmp_path / "ours").eval()
+    batch = padded_batch(99)
+    with torch.no_grad():
+        got = model(*batch)
+        want = theirs(input_ids=batch[0], attention_mask=batch[1], token_type_ids=batch[2])
+    assert (got.prediction_logits - want.prediction_logits).abs().max() < 1e-5
+    assert (got.seq_relationship_logits - want.seq_relationship_logits).abs().max() < 1e-5
+    theirs.save_pretrained(tmp_path / "hf")
+    again = ours.BertForPreTraining.from_pretrained(tmp_path / "hf", sparse_mlm=False)
+    with torch.no_grad():
+        assert (again(*batch).prediction_logits - got.prediction_logits).abs().max() < 1e-5
+    assert again.cls.predictions.decoder.weight is again.bert.embeddings.word_embeddings.weight
+
+
+def copy_into(model, reference):
+    state = {k: v for k, v in reference.state_dict().items()
+             if not k.endswith(("position_ids", "embeddings.token_type_ids"))}
+    model.load_checkpoint_state(state, source="hf")
+    return model.eval()
+
+
+def test_pretraining_losses_equal_hf_with_sparse_mlm(tiny_bert_kwargs):
+    torch.manual_seed(1)
+    reference = transformers.BertForPreTraining(hf_config(tiny_bert_kwargs)).eval()
+    model = copy_into(ours.BertForPreTraining(ours.BertConfig(**tiny_bert_kwargs)), reference)
+    input_ids, attention_mask, token_type_ids = padded_batch(99)
+    labels = torch.full_like(input_ids, -100)
+    labels[:, 2] = input_ids[:, 2]
+    labels[0, 7] = input_ids[0, 7]
+    next_sentence = torch.tensor([0, 1, 0])
+    got = model(input_ids, attention_mask, token_type_ids, labels=labels,
+                next_sentence_label=next_sentence)
+    want = reference(input_ids=input_ids, attention_mask=attention_mask,
+                     token_type_ids=token_type_ids, labels=labels,
+                     next_sentence_label=next_sentence)
+    assert got.prediction_logits.shape == (4, 99)  # sparse: one row per masked position
+    assert torch.allclose(got.loss, want.loss, atol=1e-5)
+    dense = want.prediction_logits[labels != -100]
+    assert (got.prediction_logits - dense).abs().max() < 1e-5
+    got.loss.backward()
+    want.loss.backward()
+    grads = dict(reference.named_parameters())
+    for name, parameter in model.named_parameters():
+        assert (parameter.grad - grads[name].grad).abs().max() < 1e-5, name
+
+
+@pytest.mark.parametrize("head,hf_head,kwargs", [
+    ("BertForSequenceClassification", "BertForSequenceClassification", {"num_labels": 3}),
+    ("BertForTokenClassification", "BertForTokenClassification", {"num_labels": 5}),
+    ("BertForQuestionAnswering", "BertForQuestionAnswering", {}),
+    ("BertForMaskedLM", "BertForMaskedLM", {}),
+])
+def test_task_heads_equal_hf(head, hf_head, kwargs, tiny_bert_kwargs):
+    torch.manual_seed(2)
+    reference = getattr(transformers, hf_head)(hf_config(tiny_bert_kwargs, **kwargs)).eval()
+    model = copy_into(getattr(ours, head)(ours.BertConfig(**tiny_bert_kwargs, **kwargs)),
+                      reference)
+    input_ids, attention_mask, token_type_ids = padded_batch(99)
+    extra, hf_extra = {}, {}
+    if head == "BertForSequenceClassification":
+        extra = hf_extra = {"labels": torch.tensor([0, 2, 1])}
+    elif head == "BertForTokenClassification":
+        labels = torch.randint(0, 5, input_ids.shape)
+        labels[attention_mask == 0] = -100
+        extra = hf_extra = {"labels": labels}
+    elif head == "BertForQuestionAnswering":
+        extra = hf_extra = {"start_positions": torch.tensor([1, 3, 30]),
+                            "end_positions": torch.tensor([2, 4, 40])}
+    got = model(input_ids, attention_mask, token_type_ids, **extra)
+    want = reference(input_ids=input_ids, attention_mask=attention_mask,
+                     token_type_ids=token_type_ids, **hf_extra)
+    if head == "BertForQuestionAnswering":
+        assert (got.start_logits - want.start_logits).abs().max() < 1e-5
+        assert (got.end_logits - want.end_logits).abs().max() < 1e-5
+    elif head == "BertForMaskedLM":
+        assert (got.prediction_logits - want.logits).abs().max() < 1e-5
+    else:
+        assert (got.logits - want.logits).abs().max() < 1e-5
+    if extra:
+        assert torch.allclose(got.loss, want.loss, atol=1e-5)
+
+
+def test_bert_base_parameter_count_equals_hf():
+    config = ours.bert_config("base")
+    model = ours.BertModel(config)
+    reference = transformers.BertModel(transformers.BertConfig())
+    assert model.num_parameters() == reference.num_parameters() == 109_482_240
+
+
+def test_heads_initialise_fresh_from_an_encoder_checkpoint(minilm_dir, capsys):
+    model = ours.BertForSequenceClassification.from_pretrained(minilm_dir, num_labels=3)
+    assert model.classifier.out_features == 3
+    assert "classifier" in capsys.readouterr().err
+    with pytest.raises(PlmError, match="lacks"):
+        ours.BertForSequenceClassification.from_pretrained(minilm_dir, strict_head=True)
+
+
+def test_shape_mismatch_lists_the_offending_tensors(tmp_path, tiny_bert_kwargs):
+    ours.BertModel(ours.BertConfig(**tiny_bert_kwargs)).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["intermediate_size"] = 40
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PlmError) as error:
+        ours.BertModel.from_pretrained(tmp_path)
+    message = str(error.value)
+    assert "encoder.layer.0.intermediate.dense.weight" in message
+    assert "encoder.layer.1.output.dense.weight" in message
+    assert "(37, 32)" in message and "(40, 32)" in message
+
+
+def test_unknown_config_key_and_missing_or_damaged_files(tmp_path, tiny_bert_kwargs):
+    ours.BertModel(ours.BertConfig(**tiny_bert_kwargs)).save_pretrained(tmp_path / "ok")
+    bad = tmp_path / "bad"
+    shutil.copytree(tmp_path / "ok", bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["hiden_size"] = 32
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PlmError, match="hiden_size"):
+        ours.BertModel.from_pretrained(bad)
+    with pytest.raises(PlmError, match="config.json"):
+        ours.BertModel.from_pretrained(tmp_path / "nowhere")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tmp_path / "ok", damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(PlmError, match="corrupted or truncated"):
+        ours.BertModel.from_pretrained(damaged)
+
+
+def test_pytorch_model_bin_is_read_with_weights_only(tmp_path, tiny_bert_kwargs):
+    model = ours.BertModel(ours.BertConfig(**tiny_bert_kwargs)).eval()
+    model.save_pretrained(tmp_path)
+    state = model.state_dict()
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    loaded = ours.BertModel.from_pretrained(tmp_path)
+    batch = padded_batch(99)
+    with torch.no_grad():
+        assert torch.equal(loaded(*batch).last_hidden_state, model(*batch).last_hidden_state)
+    torch.save({"evil": object()}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(PlmError):
+        ours.BertModel.from_pretrained(tmp_path)
+
+
+def test_too_long_sequence_is_a_clear_error(tiny_bert_kwargs):
+    model = ours.BertModel(ours.BertConfig(**tiny_bert_kwargs))
+    with pytest.raises(PlmError, match="max_position_embeddings"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_save_is_atomic_when_interrupted(tmp_path, tiny_bert_kwargs, monkeypatch):
+    model = ours.BertModel(ours.BertConfig(**tiny_bert_kwargs))
+    model.save_pretrained(tmp_path / "ckpt")
+    before = (tmp_path / "ckpt" / "model.safetensors").read_bytes()
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    import safetensors.torch
+
+    monkeypatch.setattr(safetensors.torch, "save_file", explode)
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight.add_(1.0)
+    with pytest.raises(OSError):
+        model.save_pretrained(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
