@@ -1,0 +1,1 @@
+"""Corpora, BERT pre-training instances, memmap shards, task datasets and batches."""
