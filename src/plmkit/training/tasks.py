@@ -46,7 +46,7 @@ class PretrainingTask:
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
         """Held-out MLM loss (per masked token), accuracy, perplexity and NSP accuracy."""
         mlm_loss_sum, mlm_correct, mlm_total = 0.0, 0, 0
-        nsp_correct, nsp_total = 0, 0
+        nsp_correct, nsp_total, nsp_loss_sum = 0, 0, 0.0
         for batch in batches:
             out = model(batch["input_ids"], attention_mask=batch.get("attention_mask"),
                         token_type_ids=batch.get("token_type_ids"), labels=batch["labels"],
@@ -61,12 +61,16 @@ class PretrainingTask:
                 labels = batch["next_sentence_label"].view(-1)
                 nsp_correct += int((out.seq_relationship_logits.argmax(-1) == labels).sum())
                 nsp_total += labels.numel()
+                if out.nsp_loss is not None:
+                    nsp_loss_sum += float(out.nsp_loss) * labels.numel()
         mlm_loss = mlm_loss_sum / max(1, mlm_total)
         metrics = {"mlm_loss": mlm_loss, "mlm_accuracy": mlm_correct / max(1, mlm_total),
                    "mlm_perplexity": math.exp(min(mlm_loss, 50.0))}
+        metrics["loss"] = mlm_loss  # comparable with the training loss: MLM + NSP
         if nsp_total:
             metrics["nsp_accuracy"] = nsp_correct / nsp_total
-        metrics["loss"] = mlm_loss
+            metrics["nsp_loss"] = nsp_loss_sum / nsp_total
+            metrics["loss"] = mlm_loss + metrics["nsp_loss"]
         return metrics
 
 
