@@ -184,7 +184,9 @@ def split_heldout(corpus: list[Path], data: PretrainDataConfig, folder: Path) ->
     if not documents:
         raise PlmError("the corpus has no sentences", path=", ".join(map(str, corpus)))
     every = max(2, round(1 / data.heldout_fraction)) if data.heldout_fraction > 0 else 0
-    if every and len(documents) >= 2 * every:
+    if every and len(documents) < 2 * every:  # a small corpus still gets a held-out document
+        every = len(documents) // 2 if len(documents) >= 4 else 0
+    if every:
         heldout = [d for i, d in enumerate(documents) if i % every == every - 1]
         train = [d for i, d in enumerate(documents) if i % every != every - 1]
     else:
