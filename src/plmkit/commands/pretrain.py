@@ -250,12 +250,24 @@ def run(args: argparse.Namespace) -> int:
         raise PlmError("output folder already holds checkpoints; pass --resume to continue, or "
                        "choose a new --output", path=output)
     corpus = resolve_corpus(data.corpus)
-    tokenizer = build_tokenizer(data, corpus, output)
+    # Under torchrun, rank 0 builds the vocabulary and the shards while the other ranks wait.
+    from plmkit.training.distributed import barrier, init_distributed
+    from plmkit.training.trainer import resolve_device
+
+    context = init_distributed(resolve_device(training.device))
+    tokenizer = build_tokenizer(data, corpus, output) if context.is_main else None
+    barrier(context)
+    if tokenizer is None:
+        tokenizer = build_tokenizer(data, corpus, output)
     model_config.vocab_size = tokenizer.vocab_size
     model_config.pad_token_id = tokenizer.pad_token_id
     model_config.max_position_embeddings = max(model_config.max_position_embeddings,
                                                data.max_seq_length)
-    train_dir, heldout_dir = prepare_data(corpus, tokenizer, data, output, training.progress)
+    if context.is_main:
+        train_dir, heldout_dir = prepare_data(corpus, tokenizer, data, output, training.progress)
+    barrier(context)
+    if not context.is_main:
+        train_dir, heldout_dir = prepare_data(corpus, tokenizer, data, output, False)
     masking = dict(masked_lm_prob=data.masked_lm_prob,
                    max_predictions_per_seq=data.max_predictions_per_seq,
                    whole_word_mask=data.whole_word_mask)
@@ -275,15 +287,16 @@ def run(args: argparse.Namespace) -> int:
         evaluation = Batches(_Subset(heldout_set, chosen), data.eval_batch_size, collate,
                              shuffle=False)
     model = BertForPreTraining(model_config)
-    print(f"plmkit: BERT {model_config.num_hidden_layers}/{model_config.hidden_size}, "
+    say = print if context.is_main else (lambda *a, **k: None)
+    say(f"plmkit: BERT {model_config.num_hidden_layers}/{model_config.hidden_size}, "
           f"{model.num_parameters() / 1e6:.1f}M parameters; {len(train_set):,} training "
           f"instances, {0 if evaluation is None else len(evaluation.dataset):,} held-out")
     trainer = Trainer(model, PretrainingTask(), train, training, eval_data=evaluation,
                       tokenizer=tokenizer)
     result = trainer.train(resume=args.resume)
     shown = {k: round(v, 4) for k, v in result.metrics.items() if k.startswith("eval_")}
-    print(f"plmkit: {result.global_step} steps; held-out {json.dumps(shown)}")
-    print(f"plmkit: model in {output} (HF layout), curves in {output / 'curves.png'}")
+    say(f"plmkit: {result.global_step} steps; held-out {json.dumps(shown)}")
+    say(f"plmkit: model in {output} (HF layout), curves in {output / 'curves.png'}")
     return 0
 
 
