@@ -51,12 +51,14 @@ def attention_bias(
     query_length: int | None = None,
     causal: bool = False,
     past_length: int = 0,
+    device: torch.device | None = None,
 ) -> Tensor | None:
     """Turn a (batch, key_length) 1/0 padding mask into the additive mask M.
 
     Returns ``None`` when nothing is masked, so the fused kernel can take its fastest path.
     The result broadcasts to (batch, heads, query_length, key_length). With ``causal`` a query at
     position i (counting ``past_length`` cached positions before it) sees keys 0..i only.
+    ``device`` places a causal-only mask (no padding mask to take the device from).
     """
     if attention_mask is None and not causal:
         return None
@@ -72,7 +74,8 @@ def attention_bias(
         if query_length is None:
             raise ValueError("a causal mask needs query_length")
         key_length = past_length + query_length
-        device = attention_mask.device if attention_mask is not None else None
+        if attention_mask is not None:
+            device = attention_mask.device
         positions = torch.arange(key_length, device=device)
         queries_at = torch.arange(past_length, key_length, device=device)
         future_blocked = positions[None, :] <= queries_at[:, None]  # (query_length, key_length)

@@ -1,0 +1,225 @@
+"""Does pre-training pay? The same architecture fine-tuned from random weights, from our own
+pre-trained BERT and from MiniLM, on the four downstream families, with learning curves.
+
+Inits (rows):
+  random          all-MiniLM-L6-v2's architecture and vocabulary, weights N(0, 0.02)
+  ours            a checkpoint from ``plm pretrain`` (``--pretrained DIR``), with its own vocab;
+                  ``random-ours`` (its architecture, random weights) is added when it differs
+  minilm          the real all-MiniLM-L6-v2 weights
+
+Families (columns), each on a fixed random share (10% / 30% / 100%) of a capped training set:
+  polarity (classify, dev accuracy), wic (pair, dev accuracy),
+  wordnet_qa (span QA, dev SQuAD F1), people_daily_ner (tagging, dev entity F1)
+
+Every number is a dev metric in percent, from the best epoch (the Trainer keeps it). Random
+inits get a higher learning rate (``--random-lr``) — the usual recipe for training from scratch —
+so the comparison is not won by an unfair learning rate.
+
+    python benchmarks/pretraining_pays.py --quick                     # a few minutes (make demo)
+    python benchmarks/pretraining_pays.py --pretrained runs/pretrain  # the full table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, table  # noqa: E402
+
+FAMILIES = {
+    # name: (dataset function, task, metric, scale to percent)
+    "polarity": ("polarity", "classify", "accuracy", 100.0),
+    "wic": ("wic", "pair", "accuracy", 100.0),
+    "wordnet_qa": ("wordnet_qa", "qa", "f1", 1.0),
+    "people_daily_ner": ("people_daily_ner", "tag", "f1", 100.0),
+}
+
+
+# ------------------------------------------------------------------------------- data subsets
+def cap_file(task: str, source: Path, target_dir: Path, limit: int, seed: int) -> Path:
+    """The first ``limit`` items of a fixed random order, written in the source's format."""
+    from plmkit.data.tasks import read_conll, read_table, write_conll
+
+    target_dir.mkdir(parents=True, exist_ok=True)
+    if task == "qa":
+        data = json.loads(source.read_text(encoding="utf-8"))
+        paragraphs = [(a.get("title", ""), p) for a in data["data"] for p in a["paragraphs"]]
+        chosen = _choose(paragraphs, limit, seed)
+        target = target_dir / source.name
+        target.write_text(json.dumps({"version": data.get("version", "1.1"), "data": [
+            {"title": title, "paragraphs": [p]} for title, p in chosen]}), encoding="utf-8")
+        return target
+    if task == "tag":
+        sentences = _choose(read_conll(source), limit, seed)
+        target = target_dir / source.name
+        write_conll(target, [(s.tokens, s.tags) for s in sentences])
+        return target
+    import csv
+
+    rows = _choose(read_table(source, []), limit, seed)
+    target = target_dir / source.name
+    with open(target, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0].values))
+        writer.writeheader()
+        writer.writerows(r.values for r in rows)
+    return target
+
+
+def _choose(items: list, limit: int, seed: int) -> list:
+    if not limit or limit >= len(items):
+        return items
+    keep = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in keep]
+
+
+# ------------------------------------------------------------------------------- inits
+def random_init(like: Path, target: Path, seed: int) -> Path:
+    """A BERT with ``like``'s config and vocabulary but freshly initialised weights."""
+    from plmkit.models.bert import BertModel
+
+    torch.manual_seed(seed)
+    model = BertModel(BertModel.load_config(like))
+    model.save_pretrained(target)
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        if (like / name).exists():
+            (target / name).write_bytes((like / name).read_bytes())
+    return target
+
+
+def same_architecture(a: Path, b: Path) -> bool:
+    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+            "intermediate_size")
+    ca = json.loads((a / "config.json").read_text())
+    cb = json.loads((b / "config.json").read_text())
+    return all(ca.get(k) == cb.get(k) for k in keys)
+
+
+# ------------------------------------------------------------------------------- runs
+def run(init: Path, family: str, train: Path, dev: Path, fraction: float, lr: float, args,
+        work: Path) -> tuple[float, float]:
+    from plmkit.training.finetune import FinetuneConfig, TaskSettings, finetune
+
+    _, task, metric, scale = FAMILIES[family]
+    started = time.perf_counter()
+    result = finetune(FinetuneConfig(
+        task=task, model=str(init), train=str(train), dev=str(dev),
+        output_dir=str(work / "run"), epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=lr, warmup_ratio=0.1, seed=args.seed, train_fraction=fraction,
+        progress=False, plot=False, device="cpu", keep_last=1,
+        settings=TaskSettings(task=task, max_length=args.max_length)))
+    return scale * result.dev_metrics.get(metric, 0.0), time.perf_counter() - started
+
+
+def plot(results: list[dict], inits: list[str], families: list[str], fractions: list[float],
+         path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(families), figsize=(4 * len(families), 3.6), squeeze=False)
+    width = 0.8 / len(inits)
+    for ax, family in zip(axes[0], families):
+        x = np.arange(len(fractions))
+        for k, init in enumerate(inits):
+            values = [next((r["score"] for r in results if r["init"] == init
+                            and r["family"] == family and r["fraction"] == f), 0.0)
+                      for f in fractions]
+            ax.bar(x + (k - (len(inits) - 1) / 2) * width, values, width, label=init)
+        ax.set_xticks(x, [f"{int(100 * f)}%" for f in fractions])
+        ax.set_title(f"{family} ({FAMILIES[family][2]})")
+        ax.set_xlabel("share of training set")
+        ax.set_ylim(0, 100)
+    axes[0][0].set_ylabel("dev score (%)")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle("Fine-tuning from random weights vs pre-trained checkpoints")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pretrained", default=None, help="our own pre-trained checkpoint")
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--fractions", default="0.1,0.3,1.0")
+    parser.add_argument("--max-train", type=int, default=3000)
+    parser.add_argument("--max-dev", type=int, default=500)
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4, help="for pre-trained inits")
+    parser.add_argument("--random-lr", type=float, default=3e-4, help="for random inits")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--quick", action="store_true",
+                        help="320 train / 160 dev items, 2 epochs, max length 64")
+    parser.add_argument("--output", default="runs/benchmarks")
+    args = parser.parse_args()
+    if args.quick:
+        args.max_train, args.max_dev, args.epochs, args.max_length = 320, 160, 2, 64
+    import plmkit.datasets as datasets
+
+    families = args.families.split(",")
+    fractions = [float(f) for f in args.fractions.split(",")]
+    minilm = datasets.minilm_dir()
+    print(f"machine: {machine()}")
+    print(f"recipe: train ≤{args.max_train}, dev ≤{args.max_dev}, epochs={args.epochs}, "
+          f"batch={args.batch_size}, lr={args.lr} (random: {args.random_lr}), "
+          f"max_length={args.max_length}")
+    results: list[dict] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        inits: dict[str, tuple[Path, float]] = {
+            "random": (random_init(minilm, work / "random", args.seed), args.random_lr)}
+        if args.pretrained:
+            ours = Path(args.pretrained)
+            if not same_architecture(ours, minilm):
+                inits["random-ours"] = (random_init(ours, work / "random-ours", args.seed),
+                                        args.random_lr)
+            inits["ours"] = (ours, args.lr)
+        else:
+            print("(no --pretrained checkpoint: the 'ours' row is skipped)")
+        inits["minilm"] = (minilm, args.lr)
+        for family in families:
+            dataset, task, _, _ = FAMILIES[family]
+            splits = getattr(datasets, dataset)()
+            train = cap_file(task, Path(splits["train"]), work / family / "train",
+                             args.max_train, args.seed)
+            dev = cap_file(task, Path(splits["dev"]), work / family / "dev", args.max_dev,
+                           args.seed)
+            for name, (folder, lr) in inits.items():
+                for fraction in fractions:
+                    score, seconds = run(folder, family, train, dev, fraction, lr, args, work)
+                    results.append({"init": name, "family": family, "fraction": fraction,
+                                    "score": score, "seconds": seconds})
+                    print(f"{family:17s} {name:12s} {int(100 * fraction):3d}%  "
+                          f"{score:6.2f}  ({seconds:.0f}s)", flush=True)
+    rows = []
+    for name in inits:
+        row: dict = {"init": name}
+        for family in families:
+            for fraction in fractions:
+                row[f"{family}@{int(100 * fraction)}%"] = next(
+                    r["score"] for r in results if r["init"] == name and r["family"] == family
+                    and r["fraction"] == fraction)
+        rows.append(row)
+    print()
+    print(table(rows, list(rows[0])))
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    plot(results, list(inits), families, fractions, output / "pretraining_pays.png")
+    (output / "pretraining_pays.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\n{time.perf_counter() - started:.0f}s; wrote {output / 'pretraining_pays.png'}")
+
+
+if __name__ == "__main__":
+    main()

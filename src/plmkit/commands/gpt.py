@@ -1,0 +1,112 @@
+"""``plm train-gpt`` (causal-LM pre-training) and ``plm generate`` (streamed sampling)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from plmkit.errors import PlmError
+
+
+def register(subparsers) -> None:
+    from plmkit.models.gpt import GPT_SIZES
+
+    train = subparsers.add_parser(
+        "train-gpt", help="pre-train a GPT language model on a corpus",
+        description="Pre-train a GPT (decoder-only causal LM) with the one Trainer; writes a "
+                    "Hugging Face-layout checkpoint with its tokenizer and the held-out "
+                    "perplexity (lm_results.json).")
+    train.add_argument("--corpus", default="ptb",
+                       help="ptb, ptb-char, prose, chinese-poems, a text file, or a folder with "
+                            "train.txt/valid.txt[/test.txt] (default: ptb)")
+    train.add_argument("--level", choices=("word", "char"), default=None,
+                       help="tokens are words or characters (default: the corpus's own)")
+    train.add_argument("--size", choices=tuple(GPT_SIZES), default="nano",
+                       help="named model size (default: nano)")
+    train.add_argument("--block-size", type=int, default=128, help="context length (default 128)")
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--max-steps", type=int, default=1000)
+    train.add_argument("--learning-rate", "--lr", type=float, default=1e-3)
+    train.add_argument("--warmup-steps", type=int, default=100)
+    train.add_argument("--schedule", default="cosine",
+                       choices=("cosine", "linear", "constant"))
+    train.add_argument("--weight-decay", type=float, default=0.1)
+    train.add_argument("--dropout", type=float, default=0.0)
+    train.add_argument("--min-count", type=int, default=1,
+                       help="word level: rarer words become <unk>")
+    train.add_argument("--eval-every", type=int, default=0)
+    train.add_argument("--eval-tokens", type=int, default=None,
+                       help="evaluate on the first N held-out tokens only")
+    train.add_argument("--save-every", type=int, default=0)
+    train.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                       help="continue from the last (or the given) checkpoint in --output")
+    train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--output", required=True, help="output folder")
+    train.set_defaults(func=run_train)
+
+    gen = subparsers.add_parser(
+        "generate", help="continue a prompt with a GPT checkpoint, printing tokens as they come",
+        description="Sample a continuation of PROMPT from a GPT checkpoint (plm train-gpt or a "
+                    "Hugging Face GPT-2 folder). --temperature 0 is greedy decoding.")
+    gen.add_argument("checkpoint", help="checkpoint folder")
+    gen.add_argument("prompt", help="text to continue")
+    gen.add_argument("--max-new-tokens", type=int, default=100)
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=0, help="0 = off")
+    gen.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    gen.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off")
+    gen.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                     help="stop when this one-token text is generated (repeatable), e.g. '\\n'")
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--no-cache", action="store_true",
+                     help="recompute the whole prefix at every step (slow; for checking)")
+    gen.add_argument("--device", default="cpu")
+    gen.set_defaults(func=run_generate)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from plmkit.training import TrainingConfig
+    from plmkit.training.causal_lm import GPTPretrainingConfig, pretrain_gpt
+
+    if args.max_steps < 1:
+        raise PlmError("--max-steps must be ≥ 1", field="max_steps")
+    setup = GPTPretrainingConfig(
+        corpus=args.corpus, level=args.level, size=args.size, block_size=args.block_size,
+        batch_size=args.batch_size, dropout=args.dropout, min_count=args.min_count,
+        eval_tokens=args.eval_tokens)
+    if args.batch_size < 1:
+        raise PlmError("--batch-size must be ≥ 1", field="batch_size")
+    training = TrainingConfig(
+        output_dir=args.output, max_steps=args.max_steps, learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup_steps,
+        adam_betas=(0.9, 0.95), eval_every=args.eval_every, save_every=args.save_every,
+        precision=args.precision, compile=args.compile, seed=args.seed,
+        progress=not args.no_progress, plot_metrics=("loss", "eval_loss"))
+    _, results = pretrain_gpt(setup, training, resume=args.resume,
+                              log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps({k: round(v, 4) for k, v in results.items()}))
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from plmkit.pipelines.generate import TextGenerationPipeline
+
+    pipe = TextGenerationPipeline(args.checkpoint, device=args.device)
+    prompt = args.prompt.replace("\\n", "\n")
+    stop = [s.replace("\\n", "\n") for s in args.stop]
+    pieces = pipe.stream(prompt, stop=stop, max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                         repetition_penalty=args.repetition_penalty, seed=args.seed,
+                         use_cache=not args.no_cache)
+    out = sys.stdout
+    out.write(pipe.tokenizer.decode(pipe.tokenizer.encode(prompt)))
+    out.flush()
+    for piece in pieces:
+        out.write(piece)
+        out.flush()
+    out.write("\n")
+    return 0
