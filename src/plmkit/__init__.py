@@ -2,7 +2,7 @@
 
 Layers (a layer imports only layers below it)::
 
-    cli.py, pipelines.py          thin faces
+    cli.py, pipelines/            thin faces
     evaluation/                   metrics, decoding
     training/                     the one Trainer
     models/                       attention core, BERT, GPT, Transformer, older generations
@@ -11,7 +11,20 @@ Layers (a layer imports only layers below it)::
     errors.py, _io.py, config.py  the floor everything stands on
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from plmkit.errors import PlmError
 
 __version__ = "0.1.0"
-__all__ = ["PlmError", "__version__"]
+
+
+def pipeline(name: str, model: Any, **options: Any) -> Any:
+    """``plmkit.pipeline("ner", model="runs/ner")``: see :mod:`plmkit.pipelines`."""
+    from plmkit.pipelines import pipeline as build
+
+    return build(name, model, **options)
+
+
+__all__ = ["PlmError", "__version__", "pipeline"]

@@ -26,6 +26,13 @@ PIPELINES: dict[str, str] = {
     "token-classification": "plmkit.pipelines.tagging:TaggingPipeline",
     "qa": "plmkit.pipelines.qa:QuestionAnsweringPipeline",
     "question-answering": "plmkit.pipelines.qa:QuestionAnsweringPipeline",
+    "fill-mask": "plmkit.pipelines.fill_mask:FillMaskPipeline",
+    "embed": "plmkit.pipelines.embed:EmbeddingPipeline",
+    "feature-extraction": "plmkit.pipelines.embed:EmbeddingPipeline",
+    "generate": "plmkit.pipelines.generate:TextGenerationPipeline",
+    "text-generation": "plmkit.pipelines.generate:TextGenerationPipeline",
+    "translate": "plmkit.pipelines.translate:TranslationPipeline",
+    "translation": "plmkit.pipelines.translate:TranslationPipeline",
 }
 
 
