@@ -24,7 +24,8 @@ $(STAMP_TEST): $(STAMP_RUN) pyproject.toml
 venv: $(STAMP_RUN)
 
 demo: $(STAMP_RUN)
-	$(VENV)/bin/plm demo
+	$(VENV)/bin/plm demo --output runs/demo
+	$(PY) benchmarks/pretraining_pays.py --quick --pretrained runs/demo/mini-bert --output runs/demo/pretraining-pays
 
 test: $(STAMP_TEST)
 	$(PY) -m pytest -q

@@ -30,7 +30,7 @@ CHINESE = "自然语言处理是人工智能的一个重要方向。"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="the guided tour on built-in data (make demo)")
     parser.add_argument("--output", default="runs/demo")
-    parser.add_argument("--pretrain-steps", type=int, default=300,
+    parser.add_argument("--pretrain-steps", type=int, default=200,
                         help="optimizer steps of mini-BERT pre-training (about 1 s each on 2 cores)")
     parser.add_argument("--skip-pretrain", action="store_true")
     parser.set_defaults(func=run)
