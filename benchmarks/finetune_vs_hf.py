@@ -80,7 +80,10 @@ def run_plmkit(model_dir: Path, task: str, train: Path, dev: Path, args, work: P
 
 # ------------------------------------------------------------------------------- HF + loop
 def run_hf(model_dir: Path, train_rows: list, dev_rows: list, args) -> dict:
+    import transformers
     from transformers import BertForSequenceClassification, BertTokenizerFast
+
+    transformers.logging.set_verbosity_error()
 
     torch.manual_seed(args.seed)
     started = time.perf_counter()
@@ -187,9 +190,13 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=4000, help="0 = all")
     parser.add_argument("--max-dev", type=int, default=0, help="0 = all")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0 = default; 1 is steadier on a busy machine)")
     parser.add_argument("--quick", action="store_true", help="800 train / 200 dev rows, 1 epoch")
     parser.add_argument("--output", default="runs/benchmarks")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.max_train, args.max_dev, args.epochs = 800, 200, 1
     import plmkit.datasets as datasets

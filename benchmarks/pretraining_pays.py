@@ -159,10 +159,14 @@ def main() -> None:
     parser.add_argument("--random-lr", type=float, default=3e-4, help="for random inits")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0 = default; 1 is steadier on a busy machine)")
     parser.add_argument("--quick", action="store_true",
                         help="320 train / 160 dev items, 2 epochs, max length 64")
     parser.add_argument("--output", default="runs/benchmarks")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.max_train, args.max_dev, args.epochs, args.max_length = 320, 160, 2, 64
     import plmkit.datasets as datasets

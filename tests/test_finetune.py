@@ -450,3 +450,24 @@ def test_failed_predict_leaves_no_file_and_exits_non_zero(trained, tmp_path, cap
     assert _cli("predict", "--model", str(trained["tag"]), "--input", str(empty),
                 "--output", str(out)) == 2
     assert not out.exists()
+
+
+def test_tagging_predictions_in_conll_in_either_scheme(trained, data, tmp_path):
+    out = tmp_path / "pred.conll"
+    assert _cli("predict", "--model", str(trained["tag"]), "--input", str(data["tag_dev"]),
+                "--output", str(out), "--output-scheme", "bio") == 0
+    written, gold = read_conll(out), read_conll(data["tag_dev"])
+    assert [s.tokens for s in written] == [s.tokens for s in gold]
+    tags = {tag for s in written for tag in s.tags}
+    assert not any(tag[:2] in ("E-", "S-") for tag in tags)  # the model speaks IOBES
+    from plmkit.evaluation.tagging import entity_scores
+
+    scores = entity_scores([s.tags for s in gold], [s.tags for s in written])
+    assert scores["f1"] == pytest.approx(evaluate_checkpoint(trained["tag"], data["tag_dev"])["f1"])
+
+
+def test_unknown_builtin_dataset_name():
+    from plmkit.data.tasks import resolve_data
+
+    with pytest.raises(PlmError, match="not a built-in dataset"):
+        resolve_data("nosuchset:train")

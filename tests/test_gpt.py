@@ -184,3 +184,12 @@ def test_bad_configs_and_inputs_are_plm_errors(hf_folder, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(PlmError, match="bogus"):
         ours.GPTLMHeadModel.from_pretrained(tmp_path)
+
+
+def test_classifier_folder_round_trips_its_label_count_both_ways(tmp_path):
+    model = ours.GPTForSequenceClassification(ours.gpt_config("nano", vocab_size=30,
+                                                              n_positions=8, num_labels=3))
+    model.save_pretrained(tmp_path)
+    again = ours.GPTForSequenceClassification.from_pretrained(tmp_path, strict_head=True)
+    reference = transformers.GPT2ForSequenceClassification.from_pretrained(tmp_path)
+    assert again.score.weight.shape == (3, 48) == reference.score.weight.shape

@@ -117,3 +117,25 @@ def test_invalid_settings_are_plm_errors_naming_the_field(field, value):
 def test_empty_prompt_is_a_plm_error(model):
     with pytest.raises(PlmError, match="empty"):
         gen.generate(model, [], max_new_tokens=2)
+
+
+def test_pipeline_streams_text_from_a_hugging_face_folder_with_bpe(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    from plmkit.pipelines.generate import TextGenerationPipeline
+
+    bpe = tokenizers.ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["the cat sat on the mat, naïve café"] * 20, vocab_size=300,
+                            min_frequency=1, show_progress=False)
+    bpe.save_model(str(tmp_path))  # vocab.json + merges.txt, GPT-2's tokenizer files
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=bpe.get_vocab_size(), n_positions=32, n_embd=32, n_layer=1, n_head=2,
+        bos_token_id=0, eos_token_id=0)).save_pretrained(tmp_path)
+    pipe = TextGenerationPipeline(tmp_path, notify=None)
+    pieces = list(pipe.stream("the café", max_new_tokens=6, temperature=0))
+    whole = pipe("the café", max_new_tokens=6, temperature=0)
+    assert whole == "".join(pieces) and len(whole) > 0 and "\ufffd" not in whole
+    ids = bpe.encode("the café").ids
+    expected = gen.generate(pipe.model, ids, temperature=0, max_new_tokens=6, notify=None)
+    assert bpe.decode(expected[0].tolist()) == "the café" + whole

@@ -84,17 +84,14 @@ def run(args: argparse.Namespace) -> int:
     sentences = [s for s in held_out.read_text(encoding="utf-8").splitlines()
                  if 6 <= len(s.split()) <= 16] if held_out.exists() else []
     random.Random(0).shuffle(sentences)
-    texts = []
     for sentence in sentences[:4]:
         words = sentence.split()
         candidates = [i for i, w in enumerate(words) if w.isalpha() and len(w) > 3]
         if candidates:
             position = candidates[len(candidates) // 2]
-            print(f"(hidden word: {words[position]!r})")
-            words[position] = "[MASK]"
-            texts.append(" ".join(words))
-    if texts:
-        _check(plm(["fill-mask", str(model_dir), *texts]))
+            hidden, words[position] = words[position], "[MASK]"
+            _check(plm(["fill-mask", str(model_dir), " ".join(words)]))
+            print(f"  (the hidden word was {hidden!r})")
     print(f"\nEverything the demo wrote is in {output}/")
     return 0
 

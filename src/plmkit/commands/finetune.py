@@ -118,13 +118,17 @@ def _register_predict(subparsers) -> None:
         "predict", help="predict every row of a file into JSONL",
         description="One JSON object per input row, in input order: {label, score} "
                     "(classify/pair), {id, answer, score, start, end} (qa), {tokens, tags, "
-                    "entities} (tag). Written atomically: on any error no file is left.")
+                    "entities} (tag). Tagging writes CoNLL (token<TAB>tag) instead when "
+                    "--output ends in .conll, .txt, .bio, .iob or .iobes. Written atomically: "
+                    "on any error no file is left.")
     parser.add_argument("--model", required=True, help="fine-tuned checkpoint folder")
     parser.add_argument("--input", required=True, help="input file or NAME:SPLIT")
     parser.add_argument("--output", required=True, help="output .jsonl")
     parser.add_argument("--task", choices=TASK_CHOICES, default=None)
     parser.add_argument("--input-format", choices=("conll", "text", "table"), default=None,
                         help="tag: how to read --input (default: from the suffix and content)")
+    parser.add_argument("--output-scheme", choices=("bio", "iobes"), default=None,
+                        help="tag: write the tags in this scheme (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     _add_reading_flags(parser, defaults=False)
@@ -234,16 +238,32 @@ def _open_pipeline(model: str, task: str | None, **options):
     return pipeline(name, model=folder, task=task, **options)
 
 
+CONLL_SUFFIXES = (".conll", ".txt", ".bio", ".iob", ".iobes")
+
+
 def run_predict(args: argparse.Namespace) -> int:
-    from plmkit.data.tasks import write_jsonl
+    from plmkit.data.tasks import write_conll, write_jsonl
 
     pipe = _open_pipeline(args.model, _task_name(args.task), batch_size=args.batch_size,
                           device=args.device, **_reading_overrides(args))
-    if pipe.settings.task == "tag":
-        records = pipe.predict_file(args.input, args.input_format)
-    else:
+    if pipe.settings.task != "tag":
         records = pipe.predict_file(args.input)
-    write_jsonl(args.output, records)
+        write_jsonl(args.output, records)
+        print(f"wrote {len(records)} predictions → {args.output}")
+        return 0
+    records = pipe.predict_file(args.input, args.input_format)
+    if args.output_scheme:
+        from plmkit.evaluation.tagging import convert_tags
+
+        if pipe.settings.scheme == "none":
+            raise PlmError("this checkpoint's tags are not entity tags; drop --output-scheme",
+                           field="output_scheme")
+        for record in records:
+            record["tags"] = convert_tags(record["tags"], args.output_scheme)
+    if Path(args.output).suffix.lower() in CONLL_SUFFIXES:
+        write_conll(args.output, [(r["tokens"], r["tags"]) for r in records])
+    else:
+        write_jsonl(args.output, records)
     print(f"wrote {len(records)} predictions → {args.output}")
     return 0
 

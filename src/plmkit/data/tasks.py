@@ -44,7 +44,8 @@ def builtin_datasets() -> dict[str, Callable[[], dict[str, Path]]]:
 
 
 def resolve_data(spec: str | Path) -> Path:
-    """A path, or ``polarity:train`` / ``wic:dev`` / ``wordnet_qa:test`` / ``people_daily_ner:…``."""
+    """A path, or a built-in ``NAME:SPLIT``: ``polarity:train``, ``wic:dev``,
+    ``wordnet_qa:test``, ``people_daily_ner:train`` (hyphens work too)."""
     path = Path(spec)
     text = str(spec)
     if path.exists() or ":" not in text:

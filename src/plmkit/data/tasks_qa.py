@@ -19,6 +19,7 @@ unanswered when it beats the best span by more than ``null_score_diff_threshold`
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -93,30 +94,42 @@ def _field(obj: Any, key: str, kind: type, path: Path, where: str) -> Any:
 
 
 class _Locator:
-    """Line numbers for JSON objects (the json module keeps none): find a question by its id."""
+    """Line numbers for JSON objects (the json module keeps none): find a question by its id.
+
+    One pass indexes every ``"id": "..."`` and every newline, so locating is a dictionary look-up
+    and a binary search rather than a scan of the file per question.
+    """
+
+    _ID = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.)*")')
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self.newlines = [m.start() for m in re.finditer("\n", text)]
+        self.ids: dict[str, int] = {}
+        for match in self._ID.finditer(text):
+            try:
+                self.ids.setdefault(str(json.loads(match.group(1))), match.start())
+            except json.JSONDecodeError:
+                continue
 
     def line_of(self, offset: int) -> int:
-        return self.text.count("\n", 0, max(0, offset)) + 1
+        return bisect.bisect_left(self.newlines, offset) + 1
 
     def question(self, qid: str) -> int | None:
-        match = re.search(r'"id"\s*:\s*' + re.escape(json.dumps(qid)), self.text)
-        return self.line_of(match.start()) if match else None
+        offset = self.ids.get(qid)
+        return self.line_of(offset) if offset is not None else None
 
     def answer_start(self, qid: str, start: Any) -> int | None:
         """The ``answer_start`` nearest to the question's id (answers sit beside it)."""
-        anchor = re.search(r'"id"\s*:\s*' + re.escape(json.dumps(qid)), self.text)
+        anchor = self.ids.get(qid)
         if anchor is None:
             return None
         pattern = re.compile(r'"answer_start"\s*:\s*' + re.escape(json.dumps(start)))
         best = None
-        for match in pattern.finditer(self.text, max(0, anchor.start() - 20000),
-                                      anchor.end() + 20000):
-            if best is None or abs(match.start() - anchor.start()) < abs(best - anchor.start()):
+        for match in pattern.finditer(self.text, max(0, anchor - 20000), anchor + 20000):
+            if best is None or abs(match.start() - anchor) < abs(best - anchor):
                 best = match.start()
-        return self.line_of(best) if best is not None else self.line_of(anchor.start())
+        return self.line_of(best if best is not None else anchor)
 
 
 def _example(qa: Any, context: str, path: Path, where: str, locate: _Locator,

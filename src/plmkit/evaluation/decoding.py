@@ -219,11 +219,13 @@ def translate_batch(model: nn.Module, input_ids: Tensor, attention_mask: Tensor 
     was_training = model.training
     model.eval()
     try:
+        cap = config.max_position_embeddings  # the decoder has no positions beyond
         if max_length is None:
             lengths = (attention_mask.sum(dim=1) if attention_mask is not None
                        else torch.full((input_ids.size(0),), input_ids.size(1)))
-            cap = config.max_position_embeddings
             max_length = [min(int(n) + extra_length, cap) for n in lengths]
+        else:
+            max_length = [min(n, cap) for n in _limits(max_length, input_ids.size(0))]
         stepper = EncoderDecoderStepper(model, input_ids, attention_mask, use_cache=use_cache)
         common = dict(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
                       max_length=max_length, device=input_ids.device)

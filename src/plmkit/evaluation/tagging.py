@@ -243,8 +243,9 @@ def format_report(scores: dict, digits: int = 4) -> str:
     header = f"{'':<{width}}  precision  recall  f1-score  support"
     lines = [header]
     for type_, row in scores["per_type"].items():
-        lines.append(f"{type_:<{width}}  {row['precision']:>9.{digits}f}  {row['recall']:>6.{digits}f}"
-                     f"  {row['f1']:>8.{digits}f}  {row['support']:>7}")
+        lines.append(f"{type_:<{width}}  {row['precision']:>9.{digits}f}  "
+                     f"{row['recall']:>6.{digits}f}  {row['f1']:>8.{digits}f}  "
+                     f"{row['support']:>7}")
     lines.append(f"{'micro avg':<{width}}  {scores['precision']:>9.{digits}f}  "
                  f"{scores['recall']:>6.{digits}f}  {scores['f1']:>8.{digits}f}  "
                  f"{scores['gold_entities']:>7}")

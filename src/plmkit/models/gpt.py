@@ -496,6 +496,14 @@ class GPTForSequenceClassification(GPTPreTrainedModel):
         self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
         nn.init.normal_(self.score.weight, std=config.initializer_range)
 
+    def config_dict(self) -> dict[str, Any]:
+        """Always name the labels (HF's LABEL_i when unnamed): HF sizes the head from id2label."""
+        values = super().config_dict()
+        if "id2label" not in values:
+            values["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.config.num_labels)}
+            values["label2id"] = {f"LABEL_{i}": i for i in range(self.config.num_labels)}
+        return values
+
     def lm_logits(self, hidden_states: Tensor) -> Tensor:
         """Next-token logits through the tied embeddings: GPT-1's auxiliary LM objective."""
         return F.linear(hidden_states, self.transformer.wte.weight)

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from plmkit._io import write_text_atomic
 from plmkit.config import config_from_dict
 from plmkit.data.collate import Batches
-from plmkit.data.tasks import (TaggedSentence, TaskCollator, TextExample, encode_tagged_sentences,
+from plmkit.data.tasks import (TaggedSentence, TaskCollator, encode_tagged_sentences,
                                encode_text_examples, label_list, read_conll, read_text_examples,
                                resolve_data)
 from plmkit.data.tasks_qa import (QAExample, QAFeature, make_qa_features, postprocess_qa,
@@ -399,7 +399,8 @@ class QuestionAnsweringTask:
         ends: list[Any] = [None] * len(self.windows)
         for batch in batches:
             out = _forward(model, batch)
-            start, end = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+            start = out.start_logits.float().cpu().numpy()
+            end = out.end_logits.float().cpu().numpy()
             for row, index in enumerate(batch["feature_index"].tolist()):
                 size = len(self.windows[index].input_ids)
                 starts[index], ends[index] = start[row, :size], end[row, :size]
