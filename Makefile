@@ -25,7 +25,7 @@ venv: $(STAMP_RUN)
 
 demo: $(STAMP_RUN)
 	$(VENV)/bin/plm demo --output runs/demo
-	$(PY) benchmarks/pretraining_pays.py --quick --pretrained runs/demo/mini-bert --output runs/demo/pretraining-pays
+	$(PY) benchmarks/pretraining_pays.py --quick --fractions 1.0 --pretrained runs/demo/mini-bert --output runs/demo/pretraining-pays
 
 test: $(STAMP_TEST)
 	$(PY) -m pytest -q
