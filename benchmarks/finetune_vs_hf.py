@@ -10,6 +10,10 @@ length-grouped batches, checkpoints of the best epoch) against ``transformers``'
 
 Families: single-sentence classification (polarity) and sentence pairs (WiC). Goal: dev accuracy
 within 1 point; the wall-time ratio is printed (plmkit's includes writing its checkpoints).
+By default the HF loop walks the training rows in plmkit's own epoch order (``--order same``:
+the same seeded, length-grouped batches), so batch order is not a source of difference;
+``--order random`` gives it its own permutation instead. Dropout masks and the fresh
+classifier's initial weights still come from each side's own random stream.
 
     python benchmarks/finetune_vs_hf.py                # full polarity + WiC subset
     python benchmarks/finetune_vs_hf.py --quick        # a couple of minutes
@@ -74,8 +78,12 @@ def run_plmkit(model_dir: Path, task: str, train: Path, dev: Path, args, work: P
         weight_decay=0.01, seed=args.seed, progress=False, plot=False, device="cpu",
         settings=TaskSettings(task=task, max_length=args.max_length)))
     seconds = time.perf_counter() - started
+    from plmkit.training.reporting import read_metrics
+
+    curve = [r["eval_accuracy"] for r in read_metrics(work / f"plmkit-{task}" / "metrics.jsonl")
+             if "eval_accuracy" in r]
     return {"accuracy": result.dev_metrics["accuracy"], "seconds": seconds,
-            "steps": result.global_step}
+            "steps": result.global_step, "curve": curve}
 
 
 # ------------------------------------------------------------------------------- HF + loop
@@ -105,7 +113,15 @@ def run_hf(model_dir: Path, train_rows: list, dev_rows: list, args) -> dict:
 
     def batches(items, size, shuffle, epoch):
         order = list(range(len(items)))
-        if shuffle:
+        if shuffle and args.order == "same":
+            # plmkit's own epoch order (seeded permutation, length-grouped batches), so both
+            # sides see the same examples in the same batches and only the code differs.
+            from plmkit.data.collate import Batches
+
+            lengths = [len(f["input_ids"]) for f, _ in items]
+            order = Batches(items, size, list, seed=args.seed, lengths=lengths).order(epoch)
+            order = order.tolist()
+        elif shuffle:
             generator = torch.Generator().manual_seed(args.seed + epoch)
             order = torch.randperm(len(items), generator=generator).tolist()
         for start in range(0, len(order), size):
@@ -128,6 +144,7 @@ def run_hf(model_dir: Path, train_rows: list, dev_rows: list, args) -> dict:
         else max(0.0, (total - step) / max(1, total - warmup)))
     best = 0.0
     steps = 0
+    curve: list[float] = []
     for epoch in range(math.ceil(args.epochs)):
         model.train()
         for inputs, labels_batch in batches(train, args.batch_size, True, epoch):
@@ -144,7 +161,13 @@ def run_hf(model_dir: Path, train_rows: list, dev_rows: list, args) -> dict:
             for inputs, labels_batch in batches(dev, 64, False, 0):
                 correct += int((model(**inputs).logits.argmax(-1) == labels_batch).sum())
         best = max(best, correct / len(dev))
-    return {"accuracy": best, "seconds": time.perf_counter() - started, "steps": steps}
+        curve.append(correct / len(dev))
+    return {"accuracy": best, "seconds": time.perf_counter() - started, "steps": steps,
+            "curve": curve}
+
+
+def _curve(values: list[float]) -> str:
+    return " ".join(f"{100 * v:.2f}" for v in values)
 
 
 def _numeric_first(label: str):
@@ -190,6 +213,9 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=4000, help="0 = all")
     parser.add_argument("--max-dev", type=int, default=0, help="0 = all")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--order", choices=("same", "random"), default="same",
+                        help="HF loop's batch order: plmkit's (same examples per batch, the "
+                             "default) or its own random permutation")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0 = default; 1 is steadier on a busy machine)")
     parser.add_argument("--quick", action="store_true", help="800 train / 200 dev rows, 1 epoch")
@@ -217,16 +243,18 @@ def main() -> None:
             dev = write_rows(work / f"{family}-dev.csv", dev_rows, columns)
             print(f"{family}: {len(train_rows)} train / {len(dev_rows)} dev rows", flush=True)
             ours = run_plmkit(model_dir, task, train, dev, args, work)
-            print(f"  plmkit   acc={ours['accuracy']:.4f}  {ours['seconds']:.0f}s", flush=True)
+            print(f"  plmkit   acc={ours['accuracy']:.4f}  {ours['seconds']:.0f}s  "
+                  f"per epoch {_curve(ours['curve'])}", flush=True)
             theirs = run_hf(model_dir, train_rows, dev_rows, args)
-            print(f"  HF+loop  acc={theirs['accuracy']:.4f}  {theirs['seconds']:.0f}s",
-                  flush=True)
+            print(f"  HF+loop  acc={theirs['accuracy']:.4f}  {theirs['seconds']:.0f}s  "
+                  f"per epoch {_curve(theirs['curve'])}", flush=True)
             rows.append({"family": family, "train": len(train_rows), "dev": len(dev_rows),
                          "plmkit_acc": ours["accuracy"], "hf_acc": theirs["accuracy"],
                          "diff_points": 100 * (ours["accuracy"] - theirs["accuracy"]),
                          "plmkit_s": ours["seconds"], "hf_s": theirs["seconds"],
                          "time_ratio": ours["seconds"] / theirs["seconds"],
-                         "steps": ours["steps"]})
+                         "steps": ours["steps"], "plmkit_curve": ours["curve"],
+                         "hf_curve": theirs["curve"]})
     print()
     print(table(rows, ["family", "train", "dev", "plmkit_acc", "hf_acc", "diff_points",
                        "plmkit_s", "hf_s", "time_ratio", "steps"]))

@@ -118,6 +118,26 @@ def run(init: Path, family: str, train: Path, dev: Path, fraction: float, lr: fl
     return scale * result.dev_metrics.get(metric, 0.0), time.perf_counter() - started
 
 
+def pretraining_gains(results: list[dict], inits: list[str], families: list[str],
+                      fractions: list[float]) -> list[dict]:
+    """ours − random-ours (or random, when ours has MiniLM's shape) and minilm − random."""
+    baseline = {"ours": "random-ours" if "random-ours" in inits else "random",
+                "minilm": "random"}
+    rows = []
+    for name, reference in baseline.items():
+        if name not in inits or reference not in inits:
+            continue
+        row: dict = {"gain": f"{name} - {reference}"}
+        for family in families:
+            for fraction in fractions:
+                def score(init: str) -> float:
+                    return next(r["score"] for r in results if r["init"] == init
+                                and r["family"] == family and r["fraction"] == fraction)
+                row[f"{family}@{int(100 * fraction)}%"] = score(name) - score(reference)
+        rows.append(row)
+    return rows
+
+
 def plot(results: list[dict], inits: list[str], families: list[str], fractions: list[float],
          path: Path) -> None:
     import matplotlib
@@ -150,6 +170,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pretrained", default=None, help="our own pre-trained checkpoint")
     parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--inits", default="random,random-ours,ours,minilm",
+                        help="rows to run, of random, random-ours, ours, minilm (random-ours is "
+                             "only run when ours has another architecture than MiniLM)")
     parser.add_argument("--fractions", default="0.1,0.3,1.0")
     parser.add_argument("--max-train", type=int, default=3000)
     parser.add_argument("--max-dev", type=int, default=500)
@@ -182,17 +205,23 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        inits: dict[str, tuple[Path, float]] = {
-            "random": (random_init(minilm, work / "random", args.seed), args.random_lr)}
+        wanted = set(args.inits.split(","))
+        inits: dict[str, tuple[Path, float]] = {}
+        if "random" in wanted:
+            inits["random"] = (random_init(minilm, work / "random", args.seed), args.random_lr)
         if args.pretrained:
             ours = Path(args.pretrained)
-            if not same_architecture(ours, minilm):
+            if not (ours / "config.json").exists():
+                raise SystemExit(f"{ours}: no config.json, not a pre-trained checkpoint")
+            if not same_architecture(ours, minilm) and "random-ours" in wanted:
                 inits["random-ours"] = (random_init(ours, work / "random-ours", args.seed),
                                         args.random_lr)
-            inits["ours"] = (ours, args.lr)
+            if "ours" in wanted:
+                inits["ours"] = (ours, args.lr)
         else:
             print("(no --pretrained checkpoint: the 'ours' row is skipped)")
-        inits["minilm"] = (minilm, args.lr)
+        if "minilm" in wanted:
+            inits["minilm"] = (minilm, args.lr)
         for family in families:
             dataset, task, _, _ = FAMILIES[family]
             splits = getattr(datasets, dataset)()
@@ -218,6 +247,10 @@ def main() -> None:
         rows.append(row)
     print()
     print(table(rows, list(rows[0])))
+    gains = pretraining_gains(results, list(inits), families, fractions)
+    if gains:
+        print("\ngain of pre-training (dev points over the random init of the same architecture)")
+        print(table(gains, list(gains[0])))
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     plot(results, list(inits), families, fractions, output / "pretraining_pays.png")

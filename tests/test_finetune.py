@@ -229,8 +229,20 @@ def test_predict_writes_one_row_per_input_in_order(trained, data, task, tmp_path
         assert [r["tokens"] for r in rows] == [s.tokens for s in sentences]
         assert all(len(r["tags"]) == len(r["tokens"]) for r in rows)
     else:
-        assert [r["id"] for r in rows] == [e.id for e in read_squad(data["qa_dev"])]
-        assert all(set(r) >= {"answer", "score"} for r in rows)
+        assert all(list(r) == ["answer", "score"] for r in rows)  # the format
+        detailed = tmp_path / "detailed.jsonl"
+        assert _cli("predict", "--model", str(trained[task]), "--input",
+                    str(data[f"{task}_dev"]), "--output", str(detailed), "--details") == 0
+        full = [json.loads(line) for line in detailed.read_text(encoding="utf-8").splitlines()]
+        examples = read_squad(data["qa_dev"])
+        assert [r["id"] for r in full] == [e.id for e in examples]
+        assert [r["answer"] for r in full] == [r["answer"] for r in rows]
+        for record, example in zip(full, examples):
+            assert record["answer"] == example.context[record["start"]:record["end"]]
+    if task in ("classify", "pair"):
+        assert all(list(r) == ["label", "score"] for r in rows)
+    elif task == "tag":
+        assert all(list(r) == ["tokens", "tags", "entities"] for r in rows)
 
 
 def test_pipelines_mirror_the_cli(trained, capsys):
@@ -471,3 +483,80 @@ def test_unknown_builtin_dataset_name():
 
     with pytest.raises(PlmError, match="not a built-in dataset"):
         resolve_data("nosuchset:train")
+
+
+# ----------------------------------------------------------------------------- bad input, CLI
+SQUAD_BAD_START = json.dumps({"data": [{"paragraphs": [{"context": "mary lives in paris .",
+                                                         "qas": [{"id": "q1", "question": "where ?",
+                                                                  "answers": [{"text": "paris",
+                                                                               "answer_start": 2}]}]}]}]},
+                             indent=1)
+SQUAD_BAD_LINE = next(number for number, text in enumerate(SQUAD_BAD_START.splitlines(), 1)
+                      if '"answer_start": 2' in text)
+
+
+@pytest.mark.parametrize("command, task, name, content, line, words", [
+    ("evaluate", "classify", "dev.csv", "text,label\nthe film was good,pos\nthe film,meh\n", 3,
+     "not in the model's label set"),
+    ("predict", "classify", "in.csv", "words,label\nthe film,pos\n", 1, "no column 'text'"),
+    ("predict", "pair", "in.csv", "text_a,text_b\njohn lives in paris\n", 2, "expected 2 fields"),
+    ("evaluate", "pair", "in.jsonl", '{"text_a": "x", "text_b": "y", "label": "1"}\n'
+     '{"text_a": "x", "label": "0"}\n', 2, "no 'text_b'"),
+    ("evaluate", "qa", "dev.json", SQUAD_BAD_START,
+     SQUAD_BAD_LINE, "does not match"),
+    ("predict", "qa", "in.json", SQUAD_BAD_START,
+     SQUAD_BAD_LINE, "does not match"),
+    ("predict", "qa", "in.json", '{"data": [\n{"paragraphs": \n', 3, "invalid JSON"),
+    ("predict", "tag", "in.conll", "john\tB-PER\nlives\tO\n\nparis\tB-LOC\tX\n", 4,
+     "expected 2 columns"),
+    ("evaluate", "tag", "dev.conll", "john B-PER\nlives O\nin\n", 3, "expected 2 columns"),
+    ("evaluate", "tag", "dev.conll", "john\tB-PER\nlives\tO\nrome\tB-CITY\n", 3,
+     "not in the model's label set"),
+    ("predict", "classify", "in.csv", "", None, "empty"),
+    ("predict", "pair", "in.jsonl", "\n\n", None, "empty"),
+    ("evaluate", "qa", "dev.json", "", None, "empty"),
+    ("predict", "tag", "in.conll", "", None, "no sentences"),
+])
+def test_bad_input_names_file_and_line_exits_non_zero_and_writes_nothing(
+        trained, tmp_path, capsys, command, task, name, content, line, words):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    out = tmp_path / "out" / ("metrics.json" if command == "evaluate" else "pred.jsonl")
+    out.parent.mkdir()
+    flag = "--data" if command == "evaluate" else "--input"
+    assert _cli(command, "--model", str(trained[task]), flag, str(path),
+                "--output", str(out)) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and words in error, error
+    assert (f"{path}:{line}" if line else f"{path}:") in error, error
+    assert list(out.parent.iterdir()) == []  # no partial (or temporary) file
+
+
+def test_bad_dev_file_stops_finetune_before_anything_is_written(base, data, tmp_path, capsys):
+    dev = _write_csv(tmp_path / "dev.csv", ["text", "label"],
+                     [["the film was good", "pos"], ["the film was odd", "odd"]])
+    output = tmp_path / "run"
+    assert _cli("finetune", "--task", "classify", "--model", str(base), "--train",
+                str(data["classify_train"]), "--dev", str(dev), "--output", str(output),
+                "--max-steps", "1", "--no-progress") == 2
+    assert f"{dev}:3" in capsys.readouterr().err and not output.exists()
+
+
+def test_too_long_rows_are_truncated_or_windowed_by_predict(trained, tmp_path):
+    long_text = " ".join(["the film was good"] * 100)  # 400 words ≫ 64 positions
+    inputs = {
+        "classify": ("in.csv", f"text\n{long_text}\nthe film was bad\n"),
+        "tag": ("in.conll", "\n".join(["john\tO", "lives\tO", "in\tO", "paris\tO"] * 40) + "\n"),
+        "qa": ("in.jsonl", json.dumps({"question": "where does mary live ?",
+                                       "context": long_text + " mary lives in rome ."}) + "\n"),
+    }
+    for task, (name, content) in inputs.items():
+        path = tmp_path / f"{task}-{name}"
+        path.write_text(content, encoding="utf-8")
+        out = tmp_path / f"{task}.jsonl"
+        assert _cli("predict", "--model", str(trained[task]), "--input", str(path),
+                    "--output", str(out)) == 0
+        rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        assert len(rows) == (2 if task == "classify" else 1)
+        if task == "tag":
+            assert len(rows[0]["tags"]) == 160

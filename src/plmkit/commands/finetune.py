@@ -117,10 +117,10 @@ def _register_predict(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict", help="predict every row of a file into JSONL",
         description="One JSON object per input row, in input order: {label, score} "
-                    "(classify/pair), {id, answer, score, start, end} (qa), {tokens, tags, "
-                    "entities} (tag). Tagging writes CoNLL (token<TAB>tag) instead when "
-                    "--output ends in .conll, .txt, .bio, .iob or .iobes. Written atomically: "
-                    "on any error no file is left.")
+                    "(classify/pair), {answer, score} (qa; --details adds id and the character "
+                    "span start/end), {tokens, tags, entities} (tag). Tagging writes CoNLL "
+                    "(token<TAB>tag) instead when --output ends in .conll, .txt, .bio, .iob or "
+                    ".iobes. Written atomically: on any error no file is left.")
     parser.add_argument("--model", required=True, help="fine-tuned checkpoint folder")
     parser.add_argument("--input", required=True, help="input file or NAME:SPLIT")
     parser.add_argument("--output", required=True, help="output .jsonl")
@@ -129,6 +129,8 @@ def _register_predict(subparsers) -> None:
                         help="tag: how to read --input (default: from the suffix and content)")
     parser.add_argument("--output-scheme", choices=("bio", "iobes"), default=None,
                         help="tag: write the tags in this scheme (default: the model's)")
+    parser.add_argument("--details", action="store_true",
+                        help="qa: also write each question's id and the answer's character span")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     _add_reading_flags(parser, defaults=False)
@@ -248,6 +250,8 @@ def run_predict(args: argparse.Namespace) -> int:
                           device=args.device, **_reading_overrides(args))
     if pipe.settings.task != "tag":
         records = pipe.predict_file(args.input)
+        if pipe.settings.task == "qa" and not args.details:
+            records = [{"answer": r["answer"], "score": r["score"]} for r in records]
         write_jsonl(args.output, records)
         print(f"wrote {len(records)} predictions → {args.output}")
         return 0

@@ -94,6 +94,8 @@ def read_table(path: str | Path, required: Sequence[str] = (), *,
     text = read_text_file(path)
     if text.startswith("\ufeff"):  # a byte-order mark, as spreadsheet exports write
         text = text[1:]
+    if not text.strip():
+        raise PlmError("the file is empty", path=path)
     if fmt == "jsonl":
         rows = _read_jsonl(path, text)
     elif fmt == "text":

@@ -160,19 +160,32 @@ def _example(qa: Any, context: str, path: Path, where: str, locate: _Locator,
     return QAExample(qid, question, context, answers, impossible or not answers, line, str(path))
 
 
+def _looks_like_squad(text: str) -> bool:
+    """A ``.json`` file is SQuAD unless its first line is a JSON object on its own (JSONL).
+
+    A broken SQuAD file must still be read as SQuAD, so that the error names the line where
+    its JSON breaks rather than "line 1 is not a JSONL record".
+    """
+    text = text.lstrip("\ufeff \t\r\n")
+    if not text.startswith("{") or '"data"' not in text[:200000]:
+        return False
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        first = text.split("\n", 1)[0]
+        try:
+            return not isinstance(json.loads(first), dict)
+        except json.JSONDecodeError:
+            return True
+    return isinstance(whole, dict) and "data" in whole
+
+
 def read_qa_examples(path: str | Path, *, question_column: str = "question",
                      context_column: str = "context", id_column: str = "id") -> list[QAExample]:
     """SQuAD JSON, or a table (JSONL/CSV/TSV) with ``question`` and ``context`` columns."""
     path = Path(path)
-    if path.suffix.lower() == ".json":
-        text = read_text_file(path).lstrip()
-        if text.startswith("{") and '"data"' in text[:200000]:
-            try:
-                whole = json.loads(text)
-            except json.JSONDecodeError:
-                whole = None
-            if isinstance(whole, dict) and "data" in whole:
-                return read_squad(path)
+    if path.suffix.lower() == ".json" and _looks_like_squad(read_text_file(path)):
+        return read_squad(path)
     rows = read_table(path, [question_column, context_column])
     return [QAExample(str(row.values.get(id_column, row.line)), str(row.values[question_column]),
                       str(row.values[context_column]), line=row.line, source=str(path))
