@@ -76,6 +76,7 @@ def main() -> None:
                               warmup_steps=2, log_every=1, save_every=5, keep_last=3,
                               eval_every=10, progress=False,
                               gradient_accumulation_steps=accumulation,
+                              max_minutes=float(os.environ.get("JOB_MAX_MINUTES", "0")),
                               plot_metrics=("loss", "mlm_accuracy"))
     Trainer(model, task, train, training, eval_data=evaluation).train(resume=resume)
 

@@ -244,3 +244,30 @@ def test_save_is_atomic_when_interrupted(tmp_path, tiny_bert_kwargs, monkeypatch
         model.save_pretrained(tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_fused_qkv_cache_follows_weight_updates_at_inference():
+    """The stacked W_Q/W_K/W_V kept for inference must be rebuilt when a weight changes."""
+    from plmkit.models.attention import MultiHeadAttention
+
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(16, 2).eval()
+    states = torch.randn(2, 5, 16)
+
+    def separate() -> torch.Tensor:
+        attention.fuse_qkv = False
+        try:
+            return attention(states).context
+        finally:
+            attention.fuse_qkv = True
+
+    with torch.no_grad():
+        first = attention(states).context
+        assert torch.allclose(first, separate(), atol=1e-6)
+        attention.value.weight.mul_(2.0)  # an in-place update, as an optimizer does
+        second = attention(states).context
+        assert not torch.allclose(first, second)
+        assert torch.allclose(second, separate(), atol=1e-6)
+    with torch.inference_mode():
+        attention.key.bias.add_(1.0)
+        assert torch.allclose(attention(states).context, separate(), atol=1e-6)

@@ -127,6 +127,16 @@ def test_no_weight_decay_on_biases_and_layernorm():
     assert no_decay["weight_decay"] == 0.0
 
 
+def test_time_budget_stops_early_evaluates_and_saves(tmp_path):
+    result = run_job(tmp_path, 1000, env={**ENV, "JOB_MAX_MINUTES": "0.0001"})
+    assert "time budget of 0.0001 min reached at step 1 of 1000" in result.stdout
+    assert max(losses(tmp_path)) == 1
+    assert [p.name for p in tmp_path.glob("checkpoint-*")] == ["checkpoint-1"]
+    evals = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "eval_mlm_accuracy" in r]
+    assert [r["step"] for r in evals] == [1]
+    assert (tmp_path / "model.safetensors").exists()
+
+
 def test_bad_config_values_are_plm_errors():
     from plmkit.training import TrainingConfig
 
@@ -134,4 +144,6 @@ def test_bad_config_values_are_plm_errors():
         TrainingConfig(precision="fp8")
     with pytest.raises(PlmError):
         TrainingConfig(gradient_accumulation_steps=0)
+    with pytest.raises(PlmError, match="max_minutes"):
+        TrainingConfig(max_steps=10, max_minutes=-1)
     _ = json, torch

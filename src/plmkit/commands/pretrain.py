@@ -70,6 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dynamic-masking", action="store_true", default=None)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--max-minutes", type=float,
+                        help="wall-clock budget: stop, evaluate and save after this many minutes")
     parser.add_argument("--lr", type=float, dest="learning_rate")
     parser.add_argument("--warmup-steps", type=int)
     parser.add_argument("--schedule", choices=["linear", "cosine", "constant"])
@@ -121,7 +123,8 @@ def load_settings(args: argparse.Namespace):
                        "plot_metrics": ["loss", "mlm_accuracy", "nsp_accuracy"],
                        **table.get("training", {}), "output_dir": args.output}
     training = config_from_dict(TrainingConfig, training_values, source=args.config)
-    overrides = {k: getattr(args, k) for k in ("max_steps", "learning_rate", "warmup_steps",
+    overrides = {k: getattr(args, k) for k in ("max_steps", "max_minutes", "learning_rate",
+                                               "warmup_steps",
                                                "schedule", "gradient_accumulation_steps",
                                                "precision", "compile", "eval_every",
                                                "save_every", "seed")}

@@ -62,8 +62,9 @@ def attention_bias(
     """
     if attention_mask is None and not causal:
         return None
-    if not causal and attention_mask.dim() == 2 and bool(attention_mask.all()):
-        return None
+    if (not causal and attention_mask.dim() == 2 and not torch.compiler.is_compiling()
+            and bool(attention_mask.all())):
+        return None  # (the check reads a value back: skipped inside torch.compile graphs)
     keep: Tensor | None = None
     if attention_mask is not None:
         if attention_mask.dim() == 2:
@@ -180,14 +181,37 @@ class MultiHeadAttention(nn.Module):
         self.key = nn.Linear(key_value_size, hidden_size, bias=bias)
         self.value = nn.Linear(key_value_size, hidden_size, bias=bias)
         self.fuse_qkv = True
+        self._fused: tuple[tuple[int, ...], Tensor, Tensor | None] | None = None
+
+    def fused_projection(self) -> tuple[Tensor, Tensor | None]:
+        """W_Q, W_K, W_V stacked into one (3·d_model × d_model) matrix, and their biases.
+
+        With gradients on, the concatenation is rebuilt every call (autograd must see it). Without
+        (inference), it is kept and rebuilt only when a weight changes (tensor version counters),
+        so serving a model pays for the copy once, not once per batch.
+        """
+        parts = (self.query, self.key, self.value)
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            self._fused = None
+            return self._stack(parts)
+        stamp = tuple(t._version for p in parts for t in (p.weight, p.bias) if t is not None)
+        stamp += tuple(p.weight.data_ptr() for p in parts)
+        if self._fused is None or self._fused[0] != stamp:
+            with torch.no_grad():
+                weight, bias = self._stack(parts)
+            self._fused = (stamp, weight, bias)
+        return self._fused[1], self._fused[2]
+
+    @staticmethod
+    def _stack(parts: tuple[nn.Linear, ...]) -> tuple[Tensor, Tensor | None]:
+        weight = torch.cat([p.weight for p in parts])
+        bias = None if parts[0].bias is None else torch.cat([p.bias for p in parts])
+        return weight, bias
 
     def project_self(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if not self.fuse_qkv:
             return self.query(hidden_states), self.key(hidden_states), self.value(hidden_states)
-        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
-        bias = None
-        if self.query.bias is not None:
-            bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        weight, bias = self.fused_projection()
         return F.linear(hidden_states, weight, bias).chunk(3, dim=-1)
 
     def forward(

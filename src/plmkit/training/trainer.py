@@ -45,6 +45,10 @@ class TrainingConfig:
     output_dir: str = "runs/model"
     max_steps: int = 0
     num_epochs: float = 1.0
+    # Wall-clock budget: stop (evaluate, save) after this many minutes even if max_steps is not
+    # reached. The schedule is still planned over max_steps, so a budgeted run is the prefix of
+    # the full one. 0 = no budget.
+    max_minutes: float = 0.0
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
     optimizer: str = "adamw"
@@ -79,6 +83,8 @@ class TrainingConfig:
         if self.gradient_accumulation_steps < 1:
             raise PlmError("gradient_accumulation_steps must be ≥ 1",
                            field="gradient_accumulation_steps")
+        if self.max_minutes < 0:
+            raise PlmError("max_minutes must be ≥ 0", field="max_minutes")
         if self.max_steps < 0 or self.num_epochs <= 0 and self.max_steps == 0:
             raise PlmError("give max_steps > 0 or num_epochs > 0", field="max_steps")
         self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
@@ -223,6 +229,7 @@ class Trainer:
         tokens, window_start, micro = 0, time.perf_counter(), 0
         model.train()
         stop = False
+        deadline = (time.monotonic() + 60 * config.max_minutes) if config.max_minutes else None
         try:
             while not stop:
                 for batch in self.train_data.batches(self.state.epoch, self.state.batch_in_epoch,
@@ -275,6 +282,11 @@ class Trainer:
                     if config.save_every and step % config.save_every == 0 and step != total \
                             and not saved:
                         self._save(step, optimizer, scheduler)
+                    if deadline is not None and not stop:
+                        stop = broadcast_flag(time.monotonic() >= deadline, self.context)
+                        if stop and self.context.is_main:
+                            print(f"plmkit: time budget of {config.max_minutes:g} min reached "
+                                  f"at step {step} of {total}", flush=True)
                     if step >= total or stop:
                         stop = True
                         break
