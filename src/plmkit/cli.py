@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "plmkit.commands.seq2seq",
     "plmkit.commands.gpt",
     "plmkit.commands.classic",
+    "plmkit.commands.ladder",
     "plmkit.commands.demo",
 )
 

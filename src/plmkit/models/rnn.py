@@ -98,6 +98,24 @@ class RNNLanguageModel(PretrainedMixin, nn.Module):
         return LMOutput(logits, loss, hidden)
 
 
+def split_layers(rnn: nn.RNNBase) -> list[nn.RNNBase]:
+    """Single-layer copies (same weights) of a stacked ``nn.LSTM``/``nn.RNN``.
+
+    PyTorch's stacked cell only returns the top layer's states; reading an LSTM LM the way ELMo
+    reads its biLM — every layer, mixed by learned weights — needs the layers one by one.
+    """
+    extra = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
+    layers = []
+    for k in range(rnn.num_layers):
+        single = type(rnn)(rnn.input_size if k == 0 else rnn.hidden_size, rnn.hidden_size, 1,
+                           bias=rnn.bias, batch_first=rnn.batch_first, **extra)
+        names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
+        for name in names:
+            getattr(single, f"{name}_l0").data.copy_(getattr(rnn, f"{name}_l{k}").data)
+        layers.append(single.to(next(rnn.parameters()).device))
+    return layers
+
+
 def detach_hidden(hidden: Any) -> Any:
     """Cut the graph at a batch edge (truncated BPTT) but keep the values."""
     if hidden is None:
@@ -107,4 +125,4 @@ def detach_hidden(hidden: Any) -> Any:
     return hidden.detach()
 
 
-__all__ = ["RNNLanguageModel", "RNNLMConfig", "detach_hidden", "CELLS"]
+__all__ = ["RNNLanguageModel", "RNNLMConfig", "detach_hidden", "split_layers", "CELLS"]

@@ -1,0 +1,832 @@
+"""The ladder: every generation of the lineage trained on the same data and measured side by side.
+
+n-gram → NNLM → word2vec → LSTM → ELMo → GPT → BERT. Each generation is *pre-trained* on the same
+unlabelled text — the Penn Treebank training split (capped by the budget) for English, and the
+characters of People's Daily's NER training split for Chinese — with plmkit's own code, then
+used on the same two downstream tasks the way its era used it:
+
+=========  =========================================  =============================================
+generation pre-training                                downstream (polarity / NER)
+=========  =========================================  =============================================
+ngram      KN5 counts                                  class-conditional KN bigram LMs + Bayes rule
+                                                       / a bigram HMM tagger (Viterbi): counting only
+nnlm       Bengio's NNLM (Trainer)                     its frozen word embeddings C, a ±1-word
+                                                       window, one linear layer
+word2vec   skip-gram with negative sampling            frozen vectors, ±1-word window, linear layer
+lstm       2-layer LSTM LM, tied embeddings (Trainer)  frozen states of every layer, learned scalar
+                                                       mix, linear layer
+elmo       biLM, forward + backward (Trainer)          frozen biLM, learned scalar mix, linear layer
+gpt        GPT decoder, causal LM (Trainer)            fine-tuned: last token / every token → linear
+bert       BERT, MLM + NSP (Trainer)                   fine-tuned with ``plm finetune``'s recipe
+=========  =========================================  =============================================
+
+Every generation shares one word vocabulary (the capped PTB training text, ``<unk>`` for the rest;
+BERT's WordPiece vocabulary is the same word list), so the held-out perplexities — word-level,
+``</s>`` predicted, PTB test split — are comparable between the n-gram, NNLM, LSTM, ELMo's
+forward LM and GPT. BERT's masked-LM loss is not a left-to-right perplexity and word2vec is not a
+language model: those cells are "—". Downstream numbers are dev-set metrics (polarity accuracy,
+entity-level F1), the best of the per-epoch evaluations for every trained head.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from plmkit.errors import PlmError
+from plmkit.models.pretrained import PretrainedMixin
+
+GENERATIONS = ("ngram", "nnlm", "word2vec", "lstm", "elmo", "gpt", "bert")
+DESCRIPTIONS = {
+    "ngram": "KN 5-gram; class LMs / HMM",
+    "nnlm": "NNLM (Bengio 2003), frozen C",
+    "word2vec": "skip-gram NS, frozen vectors",
+    "lstm": "2-layer LSTM LM, frozen + scalar mix",
+    "elmo": "biLM, frozen + scalar mix",
+    "gpt": "GPT (3 layers), fine-tuned",
+    "bert": "BERT (2 layers), fine-tuned",
+}
+MAX_WORDS = 64      # polarity sentences are cut to this many words
+MAX_CHARS = 100     # NER sentences are cut to this many characters
+BLOCK = 128         # GPT/BERT context (NER sentences fit, so positions are all trained)
+
+
+# ------------------------------------------------------------------------------------- config
+@dataclass
+class LadderConfig:
+    """What ``plm ladder`` runs. Data fields left as None use the built-in datasets."""
+
+    generations: tuple[str, ...] = GENERATIONS
+    budget: float = 1.0
+    corpus: str = "ptb"                 # 'ptb' or a text file, one sentence per line
+    test_corpus: str | None = None      # held-out text (ptb: its test split)
+    polarity_train: str | None = None   # CSV text,label (default: Pang & Lee via plmkit.datasets)
+    polarity_dev: str | None = None
+    ner_train: str | None = None        # CoNLL, one character a line (default: People's Daily)
+    ner_dev: str | None = None
+    seed: int = 42
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.generations = tuple(self.generations)
+        if not self.generations:
+            raise PlmError("choose at least one generation", field="generations")
+        unknown = [g for g in self.generations if g not in GENERATIONS]
+        if unknown:
+            raise PlmError(f"unknown generation(s) {', '.join(map(repr, unknown))}; choose from "
+                           f"{', '.join(GENERATIONS)}", field="generations")
+        if len(set(self.generations)) != len(self.generations):
+            raise PlmError("a generation is listed twice", field="generations")
+        if not (isinstance(self.budget, (int, float)) and math.isfinite(self.budget)
+                and self.budget > 0):
+            raise PlmError(f"budget must be a positive number, not {self.budget!r}",
+                           field="budget")
+        if self.corpus != "ptb" and self.test_corpus is None:
+            raise PlmError("a corpus file needs a held-out file too (test_corpus)",
+                           field="test_corpus")
+        pairs = (("polarity_train", "polarity_dev"), ("ner_train", "ner_dev"))
+        for a, b in pairs:
+            if (getattr(self, a) is None) != (getattr(self, b) is None):
+                raise PlmError(f"give both {a} and {b}, or neither", field=a)
+
+
+@dataclass
+class Plan:
+    """The budget turned into sizes. Dev and test sets do not scale: metrics stay comparable."""
+
+    lm_sentences: int
+    zh_sentences: int
+    polarity_train: int
+    ner_train: int
+    ner_dev: int = 300
+    head_epochs: int = 4
+    finetune_epochs: int = 3
+    word2vec_epochs: int = 3
+
+    @classmethod
+    def from_budget(cls, budget: float) -> Plan:
+        def scaled(base: int, floor: int = 8) -> int:
+            return max(floor, int(round(base * budget)))
+
+        return cls(lm_sentences=scaled(6000), zh_sentences=scaled(2000),
+                   polarity_train=scaled(1600), ner_train=scaled(600),
+                   word2vec_epochs=max(1, min(10, int(round(3 * budget)))))
+
+
+@dataclass
+class Row:
+    """One generation's line of the table (None: not comparable / not measured)."""
+
+    generation: str
+    model: str
+    perplexity: float | None
+    polarity_accuracy: float | None
+    ner_f1: float | None
+    parameters: int
+    seconds: float
+
+
+# ------------------------------------------------------------------------------------- data
+@dataclass
+class LadderData:
+    """Everything the generations share, read once."""
+
+    lm_train: list[list[str]]
+    lm_test: list[list[str]]
+    zh_train: list[list[str]]
+    polarity_train: list[tuple[str, str]]          # (text, label)
+    polarity_dev: list[tuple[str, str]]
+    ner_train: list[tuple[list[str], list[str]]]   # (characters, BIO tags)
+    ner_dev: list[tuple[list[str], list[str]]]
+    polarity_labels: list[str] = field(default_factory=list)
+    ner_labels: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.polarity_labels = sorted({label for _, label in self.polarity_train})
+        self.ner_labels = sorted({t for _, tags in self.ner_train + self.ner_dev for t in tags})
+        if len(self.polarity_labels) < 2:
+            raise PlmError("the polarity training data needs at least two labels",
+                           field="polarity_train")
+
+
+def words_of(text: str) -> list[str]:
+    """English text → PTB-style tokens: lower case, words only, numbers as ``N``."""
+    words = re.findall(r"[a-z]+(?:'[a-z]+)?|'[a-z]+|\d[\d.,]*", text.lower())
+    return ["N" if w[0].isdigit() else w for w in words][:MAX_WORDS]
+
+
+def _take(items: list, count: int, seed: int) -> list:
+    """A fixed random subset of ``count`` items (all of them when fewer), in corpus order."""
+    if count >= len(items):
+        return list(items)
+    keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:count])
+    return [items[i] for i in keep]
+
+
+def load_data(config: LadderConfig, plan: Plan) -> LadderData:
+    from plmkit.data.lm import read_sentences
+    from plmkit.data.tasks import read_conll, read_text_examples
+
+    if config.corpus == "ptb":
+        from plmkit.datasets import ptb
+
+        splits = ptb()
+        train_path, test_path = splits["train"], Path(config.test_corpus or splits["test"])
+    else:
+        train_path, test_path = Path(config.corpus), Path(str(config.test_corpus))
+    for path in (train_path, test_path):
+        if not Path(path).is_file():
+            raise PlmError("corpus file not found", path=path)
+    lm_train = _take(read_sentences(train_path), plan.lm_sentences, config.seed)
+    lm_test = read_sentences(test_path)
+    if config.polarity_train is None:
+        from plmkit.datasets import polarity
+
+        pol = polarity()
+        pol_train, pol_dev = pol["train"], pol["dev"]
+    else:
+        pol_train, pol_dev = config.polarity_train, str(config.polarity_dev)
+    if config.ner_train is None:
+        from plmkit.datasets import people_daily_ner
+
+        ner = people_daily_ner()
+        ner_train_path, ner_dev_path = ner["train"], ner["dev"]
+    else:
+        ner_train_path, ner_dev_path = config.ner_train, str(config.ner_dev)
+
+    def polarity_rows(path) -> list[tuple[str, str]]:
+        return [(e.text, str(e.label)) for e in read_text_examples(path)]
+
+    def ner_rows(path) -> list[tuple[list[str], list[str]]]:
+        from plmkit.evaluation.tagging import is_entity_tag
+
+        rows = []
+        for sentence in read_conll(path):
+            wrong = [t for t in sentence.tags or [None] if t is None or not is_entity_tag(t)]
+            if wrong:
+                raise PlmError(f"NER data needs a BIO tag column (O, B-X, I-X); found "
+                               f"{wrong[0]!r}", path=path, line=sentence.line)
+            rows.append((sentence.tokens[:MAX_CHARS], sentence.tags[:MAX_CHARS]))
+        return rows
+
+    ner_all = ner_rows(ner_train_path)
+    if not ner_all:
+        raise PlmError("no sentence in the NER training data", path=ner_train_path)
+    return LadderData(
+        lm_train=lm_train, lm_test=lm_test,
+        zh_train=[chars for chars, _ in _take(ner_all, plan.zh_sentences, config.seed)],
+        polarity_train=_take(polarity_rows(pol_train), plan.polarity_train, config.seed),
+        polarity_dev=polarity_rows(pol_dev),
+        ner_train=_take(ner_all, plan.ner_train, config.seed + 1),
+        ner_dev=_take(ner_rows(ner_dev_path), plan.ner_dev, config.seed))
+
+
+# ------------------------------------------------------------------------------------- heads
+@dataclass
+class HeadOutput:
+    loss: Tensor | None
+    logits: Tensor
+
+
+class WindowEmbeddings(nn.Module):
+    """Frozen word vectors of w_{t−1}, w_t, w_{t+1}, concatenated (Collobert & Weston's window):
+    how static embeddings (NNLM's C, word2vec) feed a tagger or a classifier."""
+
+    def __init__(self, matrix: Tensor) -> None:
+        super().__init__()
+        self.embeddings = nn.Embedding.from_pretrained(matrix.float(), freeze=True)
+        self.output_size = 3 * matrix.shape[1]
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        x = self.embeddings(input_ids) * attention_mask.unsqueeze(-1)
+        before = F.pad(x, (0, 0, 1, 0))[:, :-1]
+        after = F.pad(x, (0, 0, 0, 1))[:, 1:]
+        return torch.cat([before, x, after], dim=-1)
+
+
+class RecurrentFeatures(nn.Module):
+    """A frozen LSTM LM read ELMo-style: embeddings and every layer's states, scalar-mixed."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        from plmkit.models.elmo import ScalarMix
+        from plmkit.models.rnn import split_layers
+
+        self.embeddings = lm.embeddings
+        self.layers = nn.ModuleList(split_layers(lm.rnn))
+        for parameter in [*self.embeddings.parameters(), *self.layers.parameters()]:
+            parameter.requires_grad_(False)
+        self.mix = ScalarMix(len(self.layers) + 1)
+        self.output_size = lm.config.hidden_size
+
+    def train(self, mode: bool = True) -> RecurrentFeatures:
+        super().train(mode)
+        self.layers.eval()
+        return self
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        with torch.no_grad():
+            states = [self.embeddings(input_ids)]
+            for layer in self.layers:
+                states.append(layer(states[-1])[0])
+        return self.mix(states)
+
+
+class ElmoFeatures(nn.Module):
+    """plmkit's ElmoEncoder (frozen biLM + scalar mix) with the (ids, mask) encoder signature."""
+
+    def __init__(self, bilm: nn.Module) -> None:
+        super().__init__()
+        from plmkit.models.elmo import ElmoEncoder
+
+        self.encoder = ElmoEncoder(bilm)
+        self.output_size = self.encoder.output_size
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return self.encoder.features(input_ids, attention_mask)
+
+
+class GPTFeatures(nn.Module):
+    """The GPT decoder stack, fine-tuned with the head (GPT-1's recipe)."""
+
+    def __init__(self, transformer: nn.Module) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.output_size = transformer.config.n_embd
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return self.transformer(input_ids, attention_mask).last_hidden_state
+
+
+@dataclass
+class FeatureHeadConfig:
+    num_labels: int = 2
+    head: str = "classification"   # or "tagging"
+    pool: str = "mean"             # classification: "mean" of the tokens, or the "last" one
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.head not in ("classification", "tagging"):
+            raise PlmError(f"head must be classification or tagging, not {self.head!r}",
+                           field="head")
+        if self.pool not in ("mean", "last"):
+            raise PlmError(f"pool must be mean or last, not {self.pool!r}", field="pool")
+
+
+class FeatureHead(PretrainedMixin, nn.Module):
+    """encoder → dropout → linear: per token (tagging) or on a pooled state (classification).
+
+    Pooling is the mean of the token features, or the last token's for a left-to-right model
+    (only it has read the whole sentence). The forward signature is the fine-tuning models', so
+    the fine-tuning tasks (:class:`ClassificationTask`, :class:`TaggingTask`) drive it unchanged.
+    """
+
+    config_class: ClassVar[type] = FeatureHeadConfig
+    model_type: ClassVar[str] = "plmkit_feature_head"
+
+    def __init__(self, encoder: nn.Module, config: FeatureHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder, self.head, self.pool = encoder, config.head, config.pool
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(encoder.output_size, config.num_labels)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, labels: Tensor | None = None) -> HeadOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        features = self.dropout(self.encoder(input_ids, attention_mask))
+        if self.head == "classification":
+            if self.pool == "last":
+                last = attention_mask.sum(1).clamp(min=1) - 1
+                features = features[torch.arange(len(last)), last]
+            else:
+                weights = attention_mask.unsqueeze(-1).to(features.dtype)
+                features = (features * weights).sum(1) / weights.sum(1).clamp(min=1)
+        logits = self.classifier(features)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                   labels.reshape(-1), ignore_index=-100)
+        return HeadOutput(loss, logits)
+
+
+# ------------------------------------------------------------------------------------- runner
+class Ladder:
+    """Runs the chosen generations on one :class:`LadderData` and collects their rows."""
+
+    def __init__(self, config: LadderConfig, data: LadderData, plan: Plan, work: Path,
+                 log: Callable[[str], None]) -> None:
+        self.config, self.data, self.plan, self.work, self.log = config, data, plan, work, log
+        from plmkit.data.lm import Vocabulary
+
+        self.vocab = Vocabulary.build(data.lm_train)
+        self.zh_vocab = Vocabulary.build(data.zh_train)
+        self.polarity_words = ([words_of(t) for t, _ in data.polarity_train],
+                               [words_of(t) for t, _ in data.polarity_dev])
+
+    # ---------------------------------------------------------------- shared pieces
+    def training(self, name: str, *, epochs: float, lr: float, eval_every: int = 0,
+                 optimizer: str = "adamw", max_steps: int = 0, **extra: Any):
+        from plmkit.training.trainer import TrainingConfig
+
+        return TrainingConfig(output_dir=str(self.work / name), num_epochs=epochs,
+                              max_steps=max_steps, learning_rate=lr, optimizer=optimizer,
+                              weight_decay=0.0, schedule="linear", warmup_ratio=0.05,
+                              max_grad_norm=5.0, seed=self.config.seed, log_every=20,
+                              eval_every=eval_every, save_every=0, keep_last=1,
+                              progress=self.config.progress, plot=False, save_final=False,
+                              **extra)
+
+    def _features(self, task: str, vocab, zh: bool) -> tuple[list[dict], list[dict], Any]:
+        """(train, dev) feature dicts of a task in ``vocab``'s ids, and the task object."""
+        from plmkit.training.finetune import ClassificationTask, TaggingTask
+
+        if task == "polarity":
+            label2id = {label: i for i, label in enumerate(self.data.polarity_labels)}
+            words_train, words_dev = self.polarity_words
+
+            def encode(words: list[str], label: str, index: int) -> dict:
+                ids = vocab.encode(words or ["<unk>"]).tolist()
+                return {"input_ids": ids, "labels": label2id.get(label, 0), "example_index": index}
+
+            train = [encode(w, lab, i) for i, (w, (_, lab)) in
+                     enumerate(zip(words_train, self.data.polarity_train))]
+            dev = [encode(w, lab, i) for i, (w, (_, lab)) in
+                   enumerate(zip(words_dev, self.data.polarity_dev))]
+            return train, dev, ClassificationTask(dict(enumerate(self.data.polarity_labels)))
+        label2id = {label: i for i, label in enumerate(self.data.ner_labels)}
+
+        def tagged(chars: list[str], tags: list[str], index: int) -> dict:
+            return {"input_ids": vocab.encode(chars).tolist(),
+                    "labels": [label2id[t] for t in tags],
+                    "word_ids": list(range(len(chars))), "example_index": index}
+
+        train = [tagged(c, t, i) for i, (c, t) in enumerate(self.data.ner_train)]
+        dev = [tagged(c, t, i) for i, (c, t) in enumerate(self.data.ner_dev)]
+        references = [tags for _, tags in self.data.ner_dev]
+        return train, dev, TaggingTask(dict(enumerate(self.data.ner_labels)), references, "bio")
+
+    def fit_head(self, name: str, task: str, encoder: nn.Module, vocab, *, pool: str = "mean",
+                 lr: float = 5e-3, epochs: int | None = None, batch_size: int = 32) -> float:
+        """Train a FeatureHead through the Trainer; the best per-epoch dev metric."""
+        from plmkit.data.collate import Batches
+        from plmkit.data.lm import PAD
+        from plmkit.data.tasks import TaskCollator
+        from plmkit.training.trainer import Trainer
+
+        train, dev, task_object = self._features(task, vocab, zh=task == "ner")
+        num_labels = (len(self.data.polarity_labels) if task == "polarity"
+                      else len(self.data.ner_labels))
+        head = "classification" if task == "polarity" else "tagging"
+        torch.manual_seed(self.config.seed)
+        model = FeatureHead(encoder, FeatureHeadConfig(num_labels, head, pool))
+        collate = TaskCollator(vocab.index(PAD))
+        train_batches = Batches(train, batch_size, collate, shuffle=True, seed=self.config.seed,
+                                lengths=[len(f["input_ids"]) for f in train])
+        dev.sort(key=lambda f: -len(f["input_ids"]))  # results are keyed by example_index
+        dev_batches = Batches(dev, 64, collate, shuffle=False)
+        run = f"{name}-{task}"
+        training = self.training(run, epochs=epochs or self.plan.head_epochs, lr=lr)
+        result = Trainer(model, task_object, train_batches, training,
+                         eval_data=dev_batches).train()
+        metric = "eval_accuracy" if task == "polarity" else "eval_f1"
+        if metric not in result.metrics:
+            raise PlmError(f"{run}: the Trainer reported no {metric}")
+        return float(result.metrics[metric])
+
+    # ---------------------------------------------------------------- generations
+    def run(self, generation: str) -> Row:
+        started = time.perf_counter()
+        perplexity, polarity, ner, parameters = getattr(self, f"run_{generation}")()
+        return Row(generation, DESCRIPTIONS[generation], perplexity, polarity, ner, parameters,
+                   time.perf_counter() - started)
+
+    def run_ngram(self) -> tuple:
+        from plmkit.models.ngram import NgramLM
+
+        self.log("  counting a Kneser-Ney 5-gram LM")
+        lm = NgramLM.train(self.data.lm_train, 5, "kn")
+        perplexity = lm.perplexity(self.data.lm_test).perplexity
+        self.log("  polarity: class-conditional KN bigram LMs")
+        polarity = ngram_classifier_accuracy(*self.polarity_words, self.data)
+        self.log("  NER: bigram HMM tagger")
+        ner = hmm_tagger_f1(self.data.ner_train, self.data.ner_dev)
+        return perplexity, polarity, ner, int(sum(lm.num_ngrams()))
+
+    def _train_lm(self, arch: str, sentences, vocab, name: str, **sizes: Any) -> nn.Module:
+        from plmkit.training.tasks_lm import LMRecipe, train_language_model
+
+        recipes = {"nnlm": LMRecipe("nnlm", batch_size=128, order=5),
+                   "lstm": LMRecipe("lstm", batch_size=20, bptt=35),
+                   "elmo": LMRecipe("elmo", batch_size=32, max_sentence_length=MAX_CHARS)}
+        lr = {"nnlm": 3e-3, "lstm": 3e-3, "elmo": 2e-3}[arch]
+        torch.manual_seed(self.config.seed)
+        model, _ = train_language_model(recipes[arch], sentences, vocab,
+                                        self.training(name, epochs=1.0, lr=lr,
+                                                      optimizer="adam"), **sizes)
+        return model.eval()
+
+    def _lm_perplexity(self, arch: str, model: nn.Module, key: str = "perplexity") -> float:
+        from plmkit.training.tasks_lm import LMRecipe, evaluate_language_model
+
+        recipe = LMRecipe(arch, batch_size=128 if arch == "nnlm" else 20, order=5)
+        return evaluate_language_model(recipe, model, self.data.lm_test, self.vocab)[key]
+
+    def run_nnlm(self) -> tuple:
+        sizes = dict(embedding_size=64, hidden_size=128)
+        self.log(f"  pre-training on {len(self.data.lm_train):,} PTB sentences")
+        lm = self._train_lm("nnlm", self.data.lm_train, self.vocab, "nnlm-en", **sizes)
+        perplexity = self._lm_perplexity("nnlm", lm)
+        polarity = self.fit_head("nnlm", "polarity", WindowEmbeddings(lm.C.weight.detach()),
+                                 self.vocab)
+        self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
+        zh = self._train_lm("nnlm", self.data.zh_train, self.zh_vocab, "nnlm-zh", **sizes)
+        ner = self.fit_head("nnlm", "ner", WindowEmbeddings(zh.C.weight.detach()), self.zh_vocab)
+        return perplexity, polarity, ner, lm.num_parameters()
+
+    def _word2vec(self, sentences, vocab) -> Tensor:
+        """Skip-gram vectors as a matrix in ``vocab``'s order (zeros for words it lacks)."""
+        from plmkit.models.word2vec import Word2VecConfig
+        from plmkit.training.tasks_lm import train_word2vec
+
+        config = Word2VecConfig(arch="sg", vector_size=100, min_count=1, window=5,
+                                epochs=self.plan.word2vec_epochs, workers=2,
+                                seed=self.config.seed, batch_words=10000)
+        run = train_word2vec(sentences, config, progress=self.config.progress)
+        matrix = np.zeros((len(vocab), config.vector_size), dtype=np.float32)
+        for index, word in enumerate(vocab.itos):
+            if word in run.vectors:
+                matrix[index] = run.vectors[word]
+        return torch.from_numpy(matrix)
+
+    def run_word2vec(self) -> tuple:
+        self.log(f"  skip-gram on {len(self.data.lm_train):,} PTB sentences")
+        english = self._word2vec(self.data.lm_train, self.vocab)
+        polarity = self.fit_head("word2vec", "polarity", WindowEmbeddings(english), self.vocab)
+        self.log(f"  skip-gram on {len(self.data.zh_train):,} Chinese sentences")
+        chinese = self._word2vec(self.data.zh_train, self.zh_vocab)
+        ner = self.fit_head("word2vec", "ner", WindowEmbeddings(chinese), self.zh_vocab)
+        # input and output vectors (syn0, syn1neg) are both trained parameters
+        return None, polarity, ner, 2 * english.numel()
+
+    def run_lstm(self) -> tuple:
+        sizes = dict(embedding_size=128, hidden_size=128, num_layers=2, dropout=0.1,
+                     tie_weights=True)
+        self.log(f"  pre-training on {len(self.data.lm_train):,} PTB sentences")
+        lm = self._train_lm("lstm", self.data.lm_train, self.vocab, "lstm-en", **sizes)
+        perplexity = self._lm_perplexity("lstm", lm)
+        polarity = self.fit_head("lstm", "polarity", RecurrentFeatures(lm), self.vocab)
+        self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
+        zh = self._train_lm("lstm", self.data.zh_train, self.zh_vocab, "lstm-zh", **sizes)
+        ner = self.fit_head("lstm", "ner", RecurrentFeatures(zh), self.zh_vocab)
+        return perplexity, polarity, ner, lm.num_parameters()
+
+    def run_elmo(self) -> tuple:
+        sizes = dict(embedding_size=64, hidden_size=128, num_layers=2, dropout=0.1)
+        self.log(f"  pre-training a biLM on {len(self.data.lm_train):,} PTB sentences")
+        lm = self._train_lm("elmo", self.data.lm_train, self.vocab, "elmo-en", **sizes)
+        perplexity = self._lm_perplexity("elmo", lm, "forward_perplexity")
+        polarity = self.fit_head("elmo", "polarity", ElmoFeatures(lm), self.vocab)
+        self.log(f"  pre-training a biLM on {len(self.data.zh_train):,} Chinese sentences")
+        zh = self._train_lm("elmo", self.data.zh_train, self.zh_vocab, "elmo-zh", **sizes)
+        ner = self.fit_head("elmo", "ner", ElmoFeatures(zh), self.zh_vocab)
+        return perplexity, polarity, ner, lm.num_parameters()
+
+    def _gpt(self, sentences, vocab, name: str) -> nn.Module:
+        from plmkit.data.lm import EOS, PAD, encode_stream
+        from plmkit.data.text_lm import lm_batches
+        from plmkit.models.gpt import GPTLMHeadModel, gpt_config
+        from plmkit.training.causal_lm import CausalLMTask
+        from plmkit.training.trainer import Trainer
+
+        torch.manual_seed(self.config.seed)
+        config = gpt_config("nano", vocab_size=len(vocab), n_positions=BLOCK, n_embd=96,
+                            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                            activation_function="gelu", eos_token_id=vocab.index(EOS),
+                            bos_token_id=vocab.index(EOS), pad_token_id=vocab.index(PAD))
+        model = GPTLMHeadModel(config)
+        stream = encode_stream(sentences, vocab)
+        block = max(2, min(BLOCK, (len(stream) - 1) // 2))
+        batches = lm_batches(stream, block, 16, train=True, seed=self.config.seed)
+        Trainer(model, CausalLMTask(), batches,
+                self.training(name, epochs=1.0, lr=2e-3)).train()
+        return model.eval()
+
+    def run_gpt(self) -> tuple:
+        from plmkit.data.lm import encode_stream
+        from plmkit.training.causal_lm import evaluate_lm
+
+        self.log(f"  pre-training on {len(self.data.lm_train):,} PTB sentences")
+        lm = self._gpt(self.data.lm_train, self.vocab, "gpt-en")
+        test = encode_stream(self.data.lm_test, self.vocab)
+        perplexity = evaluate_lm(lm, test, BLOCK, 32)["perplexity"]
+        parameters = lm.num_parameters()
+        polarity = self.fit_head("gpt", "polarity", GPTFeatures(lm.transformer), self.vocab,
+                                 pool="last", lr=5e-4, epochs=self.plan.finetune_epochs)
+        self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
+        zh = self._gpt(self.data.zh_train, self.zh_vocab, "gpt-zh")
+        ner = self.fit_head("gpt", "ner", GPTFeatures(zh.transformer), self.zh_vocab, lr=5e-4,
+                            epochs=self.plan.finetune_epochs)
+        return perplexity, polarity, ner, parameters
+
+    def _bert(self, sentences, vocab, name: str, joiner: str = " ") -> tuple[Path, int]:
+        """Pre-train a small BERT (MLM + NSP) whose WordPiece vocabulary is ``vocab``'s words."""
+        from plmkit.data.collate import Batches
+        from plmkit.data.lm import LM_SPECIALS
+        from plmkit.data.shards import PretrainingDataset, collate_pretraining, prepare_pretraining
+        from plmkit.models.bert import BertForPreTraining, bert_config
+        from plmkit.tokenization import WordPieceTokenizer
+        from plmkit.training.tasks import PretrainingTask
+        from plmkit.training.trainer import Trainer
+
+        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        words = list(dict.fromkeys(w.lower() for w in vocab.itos if w not in LM_SPECIALS))
+        tokenizer = WordPieceTokenizer(specials + words, lowercase=True)
+        folder = self.work / name
+        corpus = folder / "corpus.txt"
+        corpus.parent.mkdir(parents=True, exist_ok=True)
+        documents = [sentences[i:i + 20] for i in range(0, len(sentences), 20)]
+        with open(corpus, "w", encoding="utf-8") as handle:
+            for document in documents:
+                for sentence in document:
+                    handle.write(joiner.join("[UNK]" if w == "<unk>" else w
+                                             for w in sentence) + "\n")
+                handle.write("\n")
+        shards = folder / "shards"
+        prepare_pretraining(corpus, tokenizer, shards, max_seq_length=BLOCK, dupe_factor=1,
+                            seed=self.config.seed, progress=False)
+        dataset = PretrainingDataset(shards, tokenizer, max_predictions_per_seq=20,
+                                     dynamic_masking=True, seed=self.config.seed)
+        pad = tokenizer.pad_token_id
+        batches = Batches(dataset, 16, lambda rows: collate_pretraining(rows, pad),
+                          seed=self.config.seed, lengths=dataset.lengths)
+        torch.manual_seed(self.config.seed)
+        model = BertForPreTraining(bert_config("tiny", vocab_size=tokenizer.vocab_size,
+                                               pad_token_id=pad, max_position_embeddings=BLOCK))
+        checkpoint = folder / "model"
+        training = self.training(f"{name}/run", epochs=2.0, lr=1e-3)
+        Trainer(model, PretrainingTask(), batches, training).train()
+        model.save_pretrained(checkpoint)
+        tokenizer.save_pretrained(checkpoint)
+        return checkpoint, model.bert.num_parameters()
+
+    def _bert_finetune(self, checkpoint: Path, task: str) -> float:
+        from plmkit.training.finetune import FinetuneConfig, TaskSettings, finetune
+
+        folder = self.work / f"bert-{task}-data"
+        folder.mkdir(parents=True, exist_ok=True)
+        if task == "polarity":
+            train, dev = folder / "train.csv", folder / "dev.csv"
+            for path, rows in ((train, self.data.polarity_train), (dev, self.data.polarity_dev)):
+                with open(path, "w", newline="", encoding="utf-8") as handle:
+                    writer = csv.writer(handle)
+                    writer.writerow(["text", "label"])
+                    writer.writerows(rows)
+            settings, metric = TaskSettings(task="classify", max_length=MAX_WORDS + 2), "accuracy"
+        else:
+            from plmkit.data.tasks import write_conll
+
+            train, dev = folder / "train.txt", folder / "dev.txt"
+            write_conll(train, self.data.ner_train)
+            write_conll(dev, self.data.ner_dev)
+            settings, metric = TaskSettings(task="tag", max_length=BLOCK), "f1"
+        result = finetune(FinetuneConfig(
+            task=settings.task, model=str(checkpoint), train=str(train), dev=str(dev),
+            output_dir=str(self.work / f"bert-{task}"), epochs=self.plan.finetune_epochs,
+            eval_every=10**9, batch_size=32, learning_rate=5e-4, warmup_ratio=0.1, seed=self.config.seed,
+            progress=self.config.progress, plot=False, device="cpu", keep_last=1,
+            settings=settings))
+        return float(result.dev_metrics.get(metric, 0.0))
+
+    def run_bert(self) -> tuple:
+        self.log(f"  pre-training on {len(self.data.lm_train):,} PTB sentences")
+        english, parameters = self._bert(self.data.lm_train, self.vocab, "bert-en")
+        polarity = self._bert_finetune(english, "polarity")
+        self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
+        chinese, _ = self._bert(self.data.zh_train, self.zh_vocab, "bert-zh")
+        ner = self._bert_finetune(chinese, "ner")
+        return None, polarity, ner, parameters
+
+
+# ------------------------------------------------------------------------------------- counting
+def ngram_classifier_accuracy(train_words: list[list[str]], dev_words: list[list[str]],
+                              data: LadderData) -> float:
+    """Bayes rule over class-conditional KN bigram LMs: argmax_c log P(c) + log P(text | c)."""
+    from plmkit.models.ngram import NgramLM
+
+    labels = data.polarity_labels
+    by_label = {label: [w for w, (_, lab) in zip(train_words, data.polarity_train) if lab == label]
+                for label in labels}
+    models = {label: NgramLM.train([s for s in sents if s] or [["<unk>"]], 2, "kn")
+              for label, sents in by_label.items()}
+    total = sum(len(s) for s in by_label.values())
+    prior = {label: math.log10(max(1, len(by_label[label])) / total) for label in labels}
+    correct = 0
+    for words, (_, gold) in zip(dev_words, data.polarity_dev):
+        scores = {label: prior[label] + models[label].sentence_logprob(words) for label in labels}
+        correct += max(scores, key=scores.get) == gold
+    return correct / max(1, len(dev_words))
+
+
+def hmm_tagger_f1(train: Sequence[tuple[list[str], list[str]]],
+                  dev: Sequence[tuple[list[str], list[str]]]) -> float:
+    """A bigram hidden Markov model from counts (add-one transitions, add-0.1 emissions),
+    decoded with Viterbi: the counting generation's tagger."""
+    from plmkit.evaluation.tagging import entity_scores
+
+    tags = sorted({t for _, ts in train for t in ts} | {"O"})
+    index = {t: i for i, t in enumerate(tags)}
+    chars = Counter(c for cs, _ in train for c in cs)
+    vocab = {c: i for i, c in enumerate(chars)}
+    unk = len(vocab)
+    transition = np.ones((len(tags) + 1, len(tags)))  # row len(tags) is the start state
+    emission = np.full((len(tags), unk + 1), 0.1)
+    for cs, ts in train:
+        previous = len(tags)
+        for c, t in zip(cs, ts):
+            transition[previous, index[t]] += 1
+            emission[index[t], vocab[c]] += 1
+            previous = index[t]
+    log_t = np.log(transition / transition.sum(1, keepdims=True))
+    log_e = np.log(emission / emission.sum(1, keepdims=True))
+    predictions = []
+    for cs, _ in dev:
+        ids = [vocab.get(c, unk) for c in cs]
+        if not ids:
+            predictions.append([])
+            continue
+        score = log_t[len(tags)] + log_e[:, ids[0]]
+        back = []
+        for i in ids[1:]:
+            candidates = score[:, None] + log_t[:len(tags)]
+            back.append(candidates.argmax(0))
+            score = candidates.max(0) + log_e[:, i]
+        best = [int(score.argmax())]
+        for pointers in reversed(back):
+            best.append(int(pointers[best[-1]]))
+        predictions.append([tags[i] for i in reversed(best)])
+    return float(entity_scores([ts for _, ts in dev], predictions)["f1"])
+
+
+# ------------------------------------------------------------------------------------- output
+def _cell(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _parameters(count: int) -> str:
+    return f"{count / 1e6:.2f}M" if count >= 1e5 else f"{count / 1e3:.1f}k"
+
+
+def markdown_table(rows: Sequence[Row], config: LadderConfig, plan: Plan) -> str:
+    corpus = "PTB" if config.corpus == "ptb" else Path(config.corpus).name
+    lines = [
+        f"| generation | model | {corpus} test perplexity | polarity accuracy | NER entity F1 | "
+        "parameters | train time (s) |",
+        "|---|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row.generation} | {row.model} | {_cell(row.perplexity, 1)} | "
+                     f"{_cell(row.polarity_accuracy, 3)} | {_cell(row.ner_f1, 3)} | "
+                     f"{_parameters(row.parameters)} | {row.seconds:.0f} |")
+    lines += [
+        "",
+        f"Budget {config.budget:g}: pre-training on {plan.lm_sentences:,} {corpus} sentences "
+        f"(English) and {plan.zh_sentences:,} People's Daily sentences (Chinese characters); "
+        f"polarity: {plan.polarity_train:,} training sentences, accuracy on the dev split; NER: "
+        f"{plan.ner_train:,} training sentences, entity F1 on {plan.ner_dev:,} dev sentences. "
+        "Perplexity: word level, one shared vocabulary, `</s>` predicted; n-gram, NNLM and ELMo's "
+        "forward LM read one sentence at a time, LSTM and GPT the running text. — = not a "
+        "left-to-right language model. Parameters: the English pre-trained model (n-gram: "
+        "stored n-grams; word2vec: input + output vectors; BERT: encoder without heads). Time: "
+        "everything of the row (both pre-trainings and both downstream heads) on this machine.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_ladder(rows: Sequence[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r.generation for r in rows]
+    x = np.arange(len(rows))
+    panels = [("held-out perplexity (lower is better)", [r.perplexity for r in rows], None),
+              ("polarity accuracy", [r.polarity_accuracy for r in rows], (0, 1)),
+              ("NER entity F1", [r.ner_f1 for r in rows], (0, 1)),
+              ("train time (s)", [r.seconds for r in rows], None)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+    for ax, (title, values, limits) in zip(axes, panels):
+        heights = [0.0 if v is None else v for v in values]
+        bars = ax.bar(x, heights, color=plt.cm.viridis(np.linspace(0.1, 0.9, len(rows))))
+        for bar, value in zip(bars, values):
+            label = "—" if value is None else (f"{value:.0f}" if value >= 10 else f"{value:.2f}")
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x, names, rotation=40, ha="right")
+        ax.set_title(title, fontsize=10)
+        if limits:
+            ax.set_ylim(*limits)
+    fig.suptitle("The ladder: each generation on the same data")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(rows: Sequence[Row], config: LadderConfig, plan: Plan, output: Path) -> str:
+    """ladder.md, ladder.json and ladder.png, all or nothing (the folder is swapped in)."""
+    from plmkit._io import atomic_dir
+
+    table = markdown_table(rows, config, plan)
+    with atomic_dir(output) as folder:
+        (folder / "ladder.md").write_text(table, encoding="utf-8")
+        record = {"config": dataclasses.asdict(config), "plan": dataclasses.asdict(plan),
+                  "rows": [dataclasses.asdict(r) for r in rows]}
+        (folder / "ladder.json").write_text(json.dumps(record, indent=2) + "\n",
+                                            encoding="utf-8")
+        plot_ladder(rows, folder / "ladder.png")
+    return table
+
+
+def run_ladder(config: LadderConfig, output: str | Path | None = None,
+               log: Callable[[str], None] | None = None) -> list[Row]:
+    """Run the generations in lineage order; write the outputs to ``output`` if given."""
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    plan = Plan.from_budget(config.budget)
+    data = load_data(config, plan)
+    chosen = [g for g in GENERATIONS if g in config.generations]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="plm-ladder-") as tmp:
+        ladder = Ladder(config, data, plan, Path(tmp), log)
+        for number, generation in enumerate(chosen, 1):
+            log(f"ladder [{number}/{len(chosen)}] {generation}: {DESCRIPTIONS[generation]}")
+            row = ladder.run(generation)
+            log(f"ladder [{number}/{len(chosen)}] {generation}: perplexity "
+                f"{_cell(row.perplexity, 1)}, polarity {_cell(row.polarity_accuracy, 3)}, NER F1 "
+                f"{_cell(row.ner_f1, 3)}, {row.seconds:.0f}s")
+            rows.append(row)
+    if output is not None:
+        write_outputs(rows, config, plan, Path(output))
+    return rows
+
+
+__all__ = ["GENERATIONS", "LadderConfig", "Plan", "Row", "LadderData", "FeatureHead", "FeatureHeadConfig",
+           "WindowEmbeddings", "RecurrentFeatures", "ElmoFeatures", "GPTFeatures", "load_data",
+           "run_ladder", "markdown_table", "plot_ladder", "write_outputs", "words_of",
+           "ngram_classifier_accuracy", "hmm_tagger_f1"]

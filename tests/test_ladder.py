@@ -1,0 +1,150 @@
+"""plm ladder on tiny home-made data: every generation runs, writes its row, and bad input stops
+the run before anything is written."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from plmkit.cli import main
+from plmkit.errors import PlmError
+from plmkit.ladder import GENERATIONS, LadderConfig, Plan, run_ladder, words_of
+
+SUBJECTS = ["the cat", "a dog", "the old man", "my friend", "the company", "a bird"]
+VERBS = ["sees", "likes", "buys", "finds", "sells", "watches"]
+OBJECTS = ["the house", "a car", "the river", "some bread", "the market", "a small boat"]
+GOOD = ["good", "great", "wonderful", "funny", "moving"]
+BAD = ["bad", "awful", "boring", "dull", "terrible"]
+NAMES = ["张三", "李四", "王五"]
+PLACES = ["北京", "上海", "广州"]
+FILLER = list("的了在是我有和人这中大为上个国")
+
+
+def _english(path: Path, count: int, rng: random.Random) -> Path:
+    lines = [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}"
+             for _ in range(count)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _polarity(path: Path, count: int, rng: random.Random) -> Path:
+    rows = ["text,label"]
+    for i in range(count):
+        positive = i % 2 == 0
+        word = rng.choice(GOOD if positive else BAD)
+        rows.append(f"\"{rng.choice(SUBJECTS)} was {word} , really {word}\",{1 if positive else -1}")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _ner(path: Path, count: int, rng: random.Random) -> Path:
+    blocks = []
+    for _ in range(count):
+        lines = [f"{c} O" for c in rng.sample(FILLER, 3)]
+        for entity, kind in ((rng.choice(NAMES), "PER"), (rng.choice(PLACES), "LOC")):
+            lines += [f"{c} {'B' if k == 0 else 'I'}-{kind}" for k, c in enumerate(entity)]
+            lines += [f"{c} O" for c in rng.sample(FILLER, 2)]
+        blocks.append("\n".join(lines))
+    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("ladder-data")
+    rng = random.Random(0)
+    return {"corpus": str(_english(folder / "train.txt", 200, rng)),
+            "test_corpus": str(_english(folder / "test.txt", 30, rng)),
+            "polarity_train": str(_polarity(folder / "pol-train.csv", 60, rng)),
+            "polarity_dev": str(_polarity(folder / "pol-dev.csv", 20, rng)),
+            "ner_train": str(_ner(folder / "ner-train.txt", 40, rng)),
+            "ner_dev": str(_ner(folder / "ner-dev.txt", 12, rng))}
+
+
+def _cli_args(data: dict[str, str]) -> list[str]:
+    return ["--corpus", data["corpus"], "--test-corpus", data["test_corpus"],
+            "--polarity", data["polarity_train"], data["polarity_dev"],
+            "--ner", data["ner_train"], data["ner_dev"], "--no-progress"]
+
+
+def test_every_generation_gets_a_sane_row(data, tmp_path, capsys):
+    output = tmp_path / "ladder"
+    code = main(["ladder", "--budget", "0.05", "--threads", "1", "--output", str(output),
+                 *_cli_args(data)])
+    assert code == 0
+    table = (output / "ladder.md").read_text(encoding="utf-8")
+    assert capsys.readouterr().out.startswith(table.splitlines()[0])
+    png = (output / "ladder.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    record = json.loads((output / "ladder.json").read_text())
+    rows = {row["generation"]: row for row in record["rows"]}
+    assert list(rows) == list(GENERATIONS)
+    for name, row in rows.items():
+        assert f"| {name} |" in table
+        if name in ("word2vec", "bert"):
+            assert row["perplexity"] is None  # not a left-to-right LM
+        else:
+            assert math.isfinite(row["perplexity"]) and row["perplexity"] > 1, name
+            # a model that learnt nothing scores about |V| ≈ 30 on this text
+            assert row["perplexity"] < 200, (name, row["perplexity"])
+        assert 0.0 <= row["polarity_accuracy"] <= 1.0, name
+        assert 0.0 <= row["ner_f1"] <= 1.0, name
+        assert row["parameters"] > 0 and row["seconds"] > 0, name
+    # the counting generation separates this easy polarity data and finds these entities
+    assert rows["ngram"]["polarity_accuracy"] >= 0.8
+    assert rows["ngram"]["ner_f1"] >= 0.8
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_subset_and_library_call(data, tmp_path):
+    config = LadderConfig(generations=("word2vec", "ngram"), budget=0.05, progress=False,
+                          **data)
+    rows = run_ladder(config, output=tmp_path / "out", log=lambda message: None)
+    assert [r.generation for r in rows] == ["ngram", "word2vec"]  # lineage order
+    assert (tmp_path / "out" / "ladder.md").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--generations", "ngram,transformerxl"], "unknown generation"),
+    (["--generations", "ngram,ngram"], "twice"),
+    (["--budget", "0"], "budget"),
+    (["--budget", "-2"], "budget"),
+    (["--budget", "nan"], "budget"),
+])
+def test_bad_options_fail_before_writing(data, tmp_path, capsys, flags, message):
+    output = tmp_path / "ladder"
+    assert main(["ladder", "--output", str(output), *_cli_args(data), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_bad_data_fails_before_writing(data, tmp_path, capsys):
+    untagged = tmp_path / "untagged.txt"
+    untagged.write_text("北\n京\n", encoding="utf-8")
+    output = tmp_path / "ladder"
+    args = _cli_args(data)
+    args[args.index("--ner") + 1] = str(untagged)
+    code = main(["ladder", "--output", str(output), "--generations", "ngram", *args])
+    assert code == 2
+    assert "untagged.txt" in capsys.readouterr().err
+    assert not output.exists()
+    with pytest.raises(PlmError, match="test_corpus"):
+        LadderConfig(corpus=data["corpus"])
+    with pytest.raises(PlmError, match="polarity_dev"):
+        LadderConfig(polarity_train=data["polarity_train"])
+
+
+def test_budget_scales_training_data_not_evaluation():
+    small, large = Plan.from_budget(0.5), Plan.from_budget(2.0)
+    assert large.lm_sentences == 4 * small.lm_sentences
+    assert large.polarity_train > small.polarity_train and large.ner_train > small.ner_train
+    assert large.ner_dev == small.ner_dev
+
+
+def test_words_of_matches_ptb_conventions():
+    assert words_of("It's 1998, and I don't LIKE it!") == ["it's", "N", "and", "i", "don't",
+                                                            "like", "it"]
