@@ -199,3 +199,16 @@ def test_cli_trains_scores_and_refuses_bad_input(tmp_path, capsys):
     assert main(["perplexity", "--model", str(arpa), "--corpus", str(corpus)]) == 2
     assert f"{arpa}:3: not a valid ARPA file" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "empty.txt", "lm.arpa"]
+
+
+def test_min_count_leaving_no_vocabulary_is_refused(tmp_path, capsys):
+    from plmkit.cli import main
+
+    with pytest.raises(PlmError, match="min_count=5 leaves no word"):
+        NgramLM.train(TRAIN, 2, "kn", min_count=5)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a b\na\n")
+    output = tmp_path / "lm.arpa"
+    assert main(["ngram", "--corpus", str(corpus), "--min-count", "9", "-o", str(output)]) == 2
+    assert "min_count=9 leaves no word" in capsys.readouterr().err
+    assert not output.exists()

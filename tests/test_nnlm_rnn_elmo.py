@@ -280,3 +280,20 @@ def test_tagger_on_frozen_elmo_learns_and_leaves_the_bilm_untouched(tmp_path):
     torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)
     classifier = ElmoForTask.from_bilm(bilm, num_labels=3, head="classification")
     assert classifier(ids).logits.shape == (64, 3)
+
+
+@pytest.mark.parametrize("content, flags, message", [
+    ("\n  \n", [], "empty"),
+    ("the cat\nthe dog\n", ["--min-count", "50"], "min_count=50 leaves no word"),
+])
+def test_train_lm_cli_refuses_bad_corpora_before_writing(tmp_path, capsys, content, flags,
+                                                         message):
+    from plmkit.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(content)
+    output = tmp_path / "run"
+    assert main(["train-lm", "--arch", "lstm", "--corpus", str(corpus), "-o", str(output),
+                 "--no-progress", *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not output.exists()

@@ -246,3 +246,32 @@ def test_cli_trains_vectors_and_answers_queries(tmp_path, capsys):
                  str(out)]) == 2
     assert "min_count=10000 leaves no word" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_every_query_names_its_unknown_words(toy_vectors, tmp_path, capsys):
+    from plmkit.cli import main
+
+    with pytest.raises(PlmError, match="'unicorn'"):
+        toy_vectors.similarity("king", "unicorn")
+    with pytest.raises(PlmError, match="'unicorn', 'dragon'"):
+        toy_vectors.doesnt_match(["unicorn", "dragon"])
+    with pytest.raises(PlmError, match="'unicorn'"):
+        toy_vectors["unicorn"]
+    vectors = tmp_path / "vectors.txt"
+    toy_vectors.save_word2vec_format(vectors)
+    assert main(["similar", str(vectors), "unicorn"]) == 2
+    assert "'unicorn'" in capsys.readouterr().err
+
+
+def test_vectors_eval_cli_refuses_a_malformed_analogy_file(toy_vectors, tmp_path, capsys):
+    from plmkit.cli import main
+
+    vectors = tmp_path / "vectors.txt"
+    toy_vectors.save_word2vec_format(vectors)
+    questions = tmp_path / "questions.txt"
+    questions.write_text(": capitals\nman king woman queen\nman king\n")
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("king\tman\t9\n")
+    assert main(["vectors-eval", str(vectors), "--analogies", str(questions),
+                 "--pairs", str(pairs)]) == 2
+    assert f"{questions}:3" in capsys.readouterr().err
