@@ -26,7 +26,8 @@ FILLER = list("的了在是我有和人这中大为上个国")
 
 def _english(path: Path, count: int, rng: random.Random) -> Path:
     lines = [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}"
-             for _ in range(count)]
+             if i % 3 else f"{rng.choice(OBJECTS)} is {rng.choice(GOOD + BAD)}"
+             for i in range(count)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

@@ -115,6 +115,7 @@ class Plan:
     polarity_train: int
     ner_train: int
     ner_dev: int = 300
+    vocab_size: int = 5000   # the shared word vocabulary (the rest is <unk>): the softmax's cost
     head_epochs: int = 4
     finetune_epochs: int = 3
     word2vec_epochs: int = 3
@@ -124,7 +125,7 @@ class Plan:
         def scaled(base: int, floor: int = 8) -> int:
             return max(floor, int(round(base * budget)))
 
-        return cls(lm_sentences=scaled(6000), zh_sentences=scaled(2000),
+        return cls(lm_sentences=scaled(4000), zh_sentences=scaled(1500),
                    polarity_train=scaled(1600), ner_train=scaled(600),
                    word2vec_epochs=max(1, min(10, int(round(3 * budget)))))
 
@@ -376,10 +377,20 @@ class Ladder:
         self.config, self.data, self.plan, self.work, self.log = config, data, plan, work, log
         from plmkit.data.lm import Vocabulary
 
-        self.vocab = Vocabulary.build(data.lm_train)
+        self.vocab = Vocabulary.build(data.lm_train, max_size=plan.vocab_size)
         self.zh_vocab = Vocabulary.build(data.zh_train)
-        self.polarity_words = ([words_of(t) for t, _ in data.polarity_train],
-                               [words_of(t) for t, _ in data.polarity_dev])
+        # Every generation reads the same token streams: words outside the vocabulary are <unk>.
+        data.lm_train = self.in_vocabulary(data.lm_train)
+        data.lm_test = self.in_vocabulary(data.lm_test)
+        # the counting generation learns from the task's own words; the others see them through
+        # their pre-trained vocabulary
+        self.raw_polarity_words = ([words_of(t) for t, _ in data.polarity_train],
+                                   [words_of(t) for t, _ in data.polarity_dev])
+        self.polarity_words = tuple(map(self.in_vocabulary, self.raw_polarity_words))
+
+    def in_vocabulary(self, sentences: list[list[str]]) -> list[list[str]]:
+        known, unk = self.vocab.stoi, self.vocab.unk
+        return [[w if w in known else unk for w in sentence] for sentence in sentences]
 
     # ---------------------------------------------------------------- shared pieces
     def training(self, name: str, *, epochs: float, lr: float, eval_every: int = 0,
@@ -465,7 +476,7 @@ class Ladder:
         lm = NgramLM.train(self.data.lm_train, 5, "kn")
         perplexity = lm.perplexity(self.data.lm_test).perplexity
         self.log("  polarity: class-conditional KN bigram LMs")
-        polarity = ngram_classifier_accuracy(*self.polarity_words, self.data)
+        polarity = ngram_classifier_accuracy(*self.raw_polarity_words, self.data)
         self.log("  NER: bigram HMM tagger")
         ner = hmm_tagger_f1(self.data.ner_train, self.data.ner_dev)
         return perplexity, polarity, ner, int(sum(lm.num_ngrams()))
@@ -490,7 +501,8 @@ class Ladder:
         return evaluate_language_model(recipe, model, self.data.lm_test, self.vocab)[key]
 
     def run_nnlm(self) -> tuple:
-        sizes = dict(embedding_size=64, hidden_size=128)
+        # without the direct connection W, which would double the cost of the softmax layer
+        sizes = dict(embedding_size=64, hidden_size=128, direct_connection=False)
         self.log(f"  pre-training on {len(self.data.lm_train):,} PTB sentences")
         lm = self._train_lm("nnlm", self.data.lm_train, self.vocab, "nnlm-en", **sizes)
         perplexity = self._lm_perplexity("nnlm", lm)
@@ -747,7 +759,8 @@ def markdown_table(rows: Sequence[Row], config: LadderConfig, plan: Plan) -> str
     lines += [
         "",
         f"Budget {config.budget:g}: pre-training on {plan.lm_sentences:,} {corpus} sentences "
-        f"(English) and {plan.zh_sentences:,} People's Daily sentences (Chinese characters); "
+        f"(English, the {plan.vocab_size:,} most frequent words, the rest `<unk>`) and "
+        f"{plan.zh_sentences:,} People's Daily sentences (Chinese characters); "
         f"polarity: {plan.polarity_train:,} training sentences, accuracy on the dev split; NER: "
         f"{plan.ner_train:,} training sentences, entity F1 on {plan.ner_dev:,} dev sentences. "
         "Perplexity: word level, one shared vocabulary, `</s>` predicted; n-gram, NNLM and ELMo's "
