@@ -116,7 +116,7 @@ class Plan:
     ner_train: int
     ner_dev: int = 300
     vocab_size: int = 5000   # the shared word vocabulary (the rest is <unk>): the softmax's cost
-    head_epochs: int = 4
+    head_epochs: int = 10    # a linear layer on frozen features: cheap, needs many updates
     finetune_epochs: int = 3
     word2vec_epochs: int = 3
 
@@ -261,46 +261,79 @@ class WindowEmbeddings(nn.Module):
         return torch.cat([before, x, after], dim=-1)
 
 
-class RecurrentFeatures(nn.Module):
-    """A frozen LSTM LM read ELMo-style: embeddings and every layer's states, scalar-mixed."""
+class FrozenLayers(nn.Module):
+    """A frozen pre-trained network read the ELMo way: all its layers, mixed by learned weights
+    (:class:`~plmkit.models.elmo.ScalarMix`).
 
-    def __init__(self, lm: nn.Module) -> None:
+    The network never changes, so each sentence's layers are computed once and kept (keyed by
+    its ids): the head's epochs then cost a scalar mix and a linear layer, not a biLM pass.
+    """
+
+    def __init__(self, num_layers: int, output_size: int) -> None:
         super().__init__()
         from plmkit.models.elmo import ScalarMix
+
+        self.mix = ScalarMix(num_layers)
+        self.output_size = output_size
+        self.cache: dict[bytes, list[Tensor]] = {}
+
+    def layers_of(self, input_ids: Tensor, attention_mask: Tensor) -> list[Tensor]:
+        raise NotImplementedError
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        lengths = attention_mask.sum(1).tolist()
+        keys = [input_ids[i, :n].cpu().numpy().tobytes() for i, n in enumerate(lengths)]
+        missing = [i for i, key in enumerate(keys) if key not in self.cache]
+        if missing:
+            with torch.no_grad():
+                layers = self.layers_of(input_ids[missing], attention_mask[missing])
+            for row, i in enumerate(missing):
+                self.cache[keys[i]] = [layer[row, :lengths[i]].clone() for layer in layers]
+        time = input_ids.shape[1]
+        stacked = []
+        for j in range(len(self.mix.scalar_parameters)):
+            padded = nn.utils.rnn.pad_sequence([self.cache[k][j] for k in keys],
+                                               batch_first=True)
+            stacked.append(F.pad(padded, (0, 0, 0, time - padded.shape[1])))
+        return self.mix(stacked) * attention_mask.unsqueeze(-1).to(stacked[0].dtype)
+
+
+class RecurrentFeatures(FrozenLayers):
+    """A frozen LSTM LM: its embeddings and every layer's states (one direction only)."""
+
+    def __init__(self, lm: nn.Module) -> None:
         from plmkit.models.rnn import split_layers
 
+        super().__init__(lm.config.num_layers + 1, lm.config.hidden_size)
         self.embeddings = lm.embeddings
         self.layers = nn.ModuleList(split_layers(lm.rnn))
         for parameter in [*self.embeddings.parameters(), *self.layers.parameters()]:
             parameter.requires_grad_(False)
-        self.mix = ScalarMix(len(self.layers) + 1)
-        self.output_size = lm.config.hidden_size
 
-    def train(self, mode: bool = True) -> RecurrentFeatures:
-        super().train(mode)
+    def layers_of(self, input_ids: Tensor, attention_mask: Tensor) -> list[Tensor]:
         self.layers.eval()
-        return self
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        with torch.no_grad():
-            states = [self.embeddings(input_ids)]
-            for layer in self.layers:
-                states.append(layer(states[-1])[0])
-        return self.mix(states)
+        states = [self.embeddings(input_ids)]
+        for layer in self.layers:
+            states.append(layer(states[-1])[0])
+        return states
 
 
-class ElmoFeatures(nn.Module):
-    """plmkit's ElmoEncoder (frozen biLM + scalar mix) with the (ids, mask) encoder signature."""
+class ElmoFeatures(FrozenLayers):
+    """A frozen ELMo biLM: [x; x], [→h1; ←h1], [→h2; ←h2] of every word (``<s>``/``</s>``
+    added for the biLM and dropped from the features)."""
 
     def __init__(self, bilm: nn.Module) -> None:
-        super().__init__()
-        from plmkit.models.elmo import ElmoEncoder
+        super().__init__(bilm.num_representation_layers, bilm.output_size)
+        self.bilm = bilm
+        for parameter in bilm.parameters():
+            parameter.requires_grad_(False)
 
-        self.encoder = ElmoEncoder(bilm)
-        self.output_size = self.encoder.output_size
+    def layers_of(self, input_ids: Tensor, attention_mask: Tensor) -> list[Tensor]:
+        from plmkit.models.elmo import with_sentence_boundaries
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        return self.encoder.features(input_ids, attention_mask)
+        self.bilm.eval()
+        ids, mask = with_sentence_boundaries(self.bilm.config, input_ids, attention_mask)
+        return [layer[:, 1:-1] for layer in self.bilm.representation_layers(ids, mask)]
 
 
 class GPTFeatures(nn.Module):
@@ -435,7 +468,7 @@ class Ladder:
         return train, dev, TaggingTask(dict(enumerate(self.data.ner_labels)), references, "bio")
 
     def fit_head(self, name: str, task: str, encoder: nn.Module, vocab, *, pool: str = "mean",
-                 lr: float = 5e-3, epochs: int | None = None, batch_size: int = 32) -> float:
+                 lr: float = 1e-2, epochs: int | None = None, batch_size: int = 16) -> float:
         """Train a FeatureHead through the Trainer; the best per-epoch dev metric."""
         from plmkit.data.collate import Batches
         from plmkit.data.lm import PAD
@@ -591,11 +624,12 @@ class Ladder:
         perplexity = evaluate_lm(lm, test, BLOCK, 32)["perplexity"]
         parameters = lm.num_parameters()
         polarity = self.fit_head("gpt", "polarity", GPTFeatures(lm.transformer), self.vocab,
-                                 pool="last", lr=5e-4, epochs=self.plan.finetune_epochs)
+                                 pool="last", lr=5e-4, epochs=self.plan.finetune_epochs,
+                                 batch_size=32)
         self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
         zh = self._gpt(self.data.zh_train, self.zh_vocab, "gpt-zh")
         ner = self.fit_head("gpt", "ner", GPTFeatures(zh.transformer), self.zh_vocab, lr=5e-4,
-                            epochs=self.plan.finetune_epochs)
+                            epochs=self.plan.finetune_epochs, batch_size=32)
         return perplexity, polarity, ner, parameters
 
     def _bert(self, sentences, vocab, name: str, joiner: str = " ") -> tuple[Path, int]:
@@ -840,6 +874,6 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
 
 
 __all__ = ["GENERATIONS", "LadderConfig", "Plan", "Row", "LadderData", "FeatureHead", "FeatureHeadConfig",
-           "WindowEmbeddings", "RecurrentFeatures", "ElmoFeatures", "GPTFeatures", "load_data",
+           "WindowEmbeddings", "FrozenLayers", "RecurrentFeatures", "ElmoFeatures", "GPTFeatures", "load_data",
            "run_ladder", "markdown_table", "plot_ladder", "write_outputs", "words_of",
            "ngram_classifier_accuracy", "hmm_tagger_f1"]

@@ -201,18 +201,7 @@ class ElmoEncoder(nn.Module):
         return self
 
     def _with_boundaries(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
-        config = self.bilm.config
-        batch, time = input_ids.shape
-        lengths = attention_mask.sum(1)
-        ids = torch.full((batch, time + 2), config.pad_token_id, dtype=input_ids.dtype,
-                         device=input_ids.device)
-        ids[:, 0] = config.bos_token_id
-        ids[:, 1:time + 1] = torch.where(attention_mask.bool(), input_ids,
-                                         torch.full_like(input_ids, config.pad_token_id))
-        ids[torch.arange(batch, device=ids.device), lengths + 1] = config.eos_token_id
-        mask = (torch.arange(time + 2, device=ids.device).unsqueeze(0)
-                < (lengths + 2).unsqueeze(1)).long()
-        return ids, mask
+        return with_sentence_boundaries(self.bilm.config, input_ids, attention_mask)
 
     def features(self, input_ids: Tensor, attention_mask: Tensor | None = None
                  ) -> Tensor | list[Tensor]:
@@ -229,6 +218,22 @@ class ElmoEncoder(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None
                 ) -> Tensor | list[Tensor]:
         return self.features(input_ids, attention_mask)
+
+
+def with_sentence_boundaries(config: ElmoConfig, input_ids: Tensor,
+                             attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """``w1 … wn`` (right-padded) → ``<s> w1 … wn </s>`` and its mask: what the biLM reads."""
+    batch, time = input_ids.shape
+    lengths = attention_mask.sum(1)
+    ids = torch.full((batch, time + 2), config.pad_token_id, dtype=input_ids.dtype,
+                     device=input_ids.device)
+    ids[:, 0] = config.bos_token_id
+    ids[:, 1:time + 1] = torch.where(attention_mask.bool(), input_ids,
+                                     torch.full_like(input_ids, config.pad_token_id))
+    ids[torch.arange(batch, device=ids.device), lengths + 1] = config.eos_token_id
+    mask = (torch.arange(time + 2, device=ids.device).unsqueeze(0)
+            < (lengths + 2).unsqueeze(1)).long()
+    return ids, mask
 
 
 # ------------------------------------------------------------------------------------- heads
@@ -294,4 +299,4 @@ class ElmoForTask(PretrainedMixin, nn.Module):
 
 
 __all__ = ["ElmoConfig", "ElmoBiLM", "BiLMOutput", "ScalarMix", "ElmoEncoder", "ElmoHeadConfig",
-           "ElmoForTask", "ElmoHeadOutput", "reverse_padded"]
+           "ElmoForTask", "ElmoHeadOutput", "reverse_padded", "with_sentence_boundaries"]
