@@ -192,6 +192,63 @@ def test_fast_paths_agree_with_encode(tok: WordPieceTokenizer) -> None:
         texts * 600)
 
 
+def test_batch_path_equals_text_by_text(tok: WordPieceTokenizer) -> None:
+    # encode_batch cuts plain texts with array arithmetic (tokenization/batch.py); it must give
+    # exactly what encode gives text by text, field by field, also with pairs, truncation,
+    # padding, empty texts, runs of whitespace, and texts that take the text-by-text path
+    # (specials written in the text, removed or accent-stripped characters) in the same batch.
+    texts = ["Hello, unaffable world!", "  a\tb\n\nc  ", "", "   ", "x" * 120 + " the",
+             "unaffable running abbc.", "a\x00b café", "the [MASK] a", "中国, the b!",
+             "Hello, unaffable world!"]
+    pairs = ["a b c a b c", None, "the", "", "hello", None, "b", "c", None, "the the"]
+    fields = ("ids", "tokens", "type_ids", "attention_mask", "offsets", "special_tokens_mask",
+              "word_ids", "sequence_ids")
+    for kwargs in ({}, {"add_special_tokens": False}, {"max_length": 6},
+                   {"max_length": 9, "padding": "max_length"}, {"padding": "longest"}):
+        for pair_list in (None, pairs):
+            batch = tok.encode_batch(texts, pair_list, **kwargs)
+            for i, encoding in enumerate(batch):
+                single = tok.encode(texts[i], pair_list[i] if pair_list else None,
+                                    **{k: v for k, v in kwargs.items() if k != "padding"})
+                if kwargs.get("padding"):
+                    single.pad(len(encoding), tok.pad_token_id, tok.pad_token)
+                for field in fields:
+                    assert getattr(encoding, field) == getattr(single, field), (i, field, kwargs)
+                assert encoding == single
+
+
+def test_spaced_word_table_starts_afresh_when_full(tok: WordPieceTokenizer) -> None:
+    from plmkit.tokenization.batch import SpacedWordTable
+
+    table = SpacedWordTable(tok._pieces_and_spans, capacity=4)
+    texts = ["the a b", "c unaffable the", "running a", " hello  world ,", "abbc"] * 3
+    spaced = [tok.basic.split_spaced(t) for t in texts]
+    expected = [tok.encode(t, add_special_tokens=False) for t in texts]
+    one_by_one = []
+    for words in spaced:
+        one_by_one += table.pieces([words])
+        assert len(table) <= 4
+    whole = list(table.pieces(spaced))  # a batch is kept whole, even beyond the capacity
+    for got in (one_by_one, whole):
+        assert [p.ids for p in got] == [e.ids for e in expected]
+        assert [p.offsets for p in got] == [e.offsets for e in expected]
+        assert [p.word_ids for p in got] == [e.word_ids for e in expected]
+
+
+def test_encoding_fields_are_plain_lists_that_keep_edits(tok: WordPieceTokenizer) -> None:
+    encoding = tok.encode_batch(["hello a b"], ["c"])[0]
+    assert encoding.type_ids == [0, 0, 0, 0, 0, 1, 1]
+    encoding.attention_mask[0] = 0  # built on first read, then kept
+    assert encoding.attention_mask[0] == 0
+    encoding.pad(9, 0, "[PAD]")
+    assert encoding.attention_mask == [0, 1, 1, 1, 1, 1, 1, 0, 0]
+    assert encoding.tokens[-3:] == ["[SEP]", "[PAD]", "[PAD]"]
+    assert encoding.word_ids == [None, 0, 1, 2, None, 0, None, None, None]
+    copy = pickle.loads(pickle.dumps(encoding))
+    assert copy == encoding and copy.sequence_ids == encoding.sequence_ids
+    assert "ids=[2, 11" in repr(encoding)
+
+
 def test_decode(tok: WordPieceTokenizer) -> None:
     ids = tok.encode("Hello , unaffable world ! a ' b").ids
     assert tok.decode(ids) == "hello, unaffable world! a ' b"

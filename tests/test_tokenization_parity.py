@@ -225,6 +225,47 @@ def test_random_text_matches(ours, reference, text, pair) -> None:
     assert _our_fields(ours.encode(text, pair)) == _reference_fields(reference, text, pair)
 
 
+_ASCII = st.text(alphabet=st.characters(max_codepoint=127, blacklist_categories=("Cs",)),
+                 max_size=40)
+_WORDY = st.lists(st.sampled_from(["the", "The", " ", "  ", "\t", "\n", "\r\n", ".", ",", "(",
+                                   "don't", "unaffable", "tokenization", "x" * 101, "a", "42",
+                                   "https://x.org/a?b=1", "e-mail", "\x07", "[MASK]", "café",
+                                   "北京"]),
+                  max_size=25).map("".join)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=st.lists(st.one_of(_ASCII, _WORDY, _TEXT), min_size=1, max_size=12),
+       with_pairs=st.booleans(), max_length=st.sampled_from([None, 8, 24]))
+def test_random_batches_match(ours, reference, texts, with_pairs, max_length) -> None:
+    # encode_batch's batch path (plain texts, mostly ASCII) against the reference's batch call
+    pairs = list(reversed(texts)) if with_pairs else None
+    kwargs = {"truncation": True, "max_length": max_length} if max_length else {}
+    expected = reference(texts, pairs, return_offsets_mapping=True,
+                         return_special_tokens_mask=True, **kwargs)
+    for i, encoding in enumerate(ours.encode_batch(texts, pairs, **kwargs)):
+        assert encoding.ids == expected["input_ids"][i]
+        assert encoding.type_ids == expected["token_type_ids"][i]
+        assert encoding.attention_mask == expected["attention_mask"][i]
+        assert encoding.offsets == [tuple(o) for o in expected["offset_mapping"][i]]
+        assert encoding.special_tokens_mask == expected["special_tokens_mask"][i]
+        assert encoding.word_ids == expected.word_ids(i)
+        assert encoding.sequence_ids == expected.sequence_ids(i)
+
+
+def test_prose_batch_matches(ours, reference) -> None:
+    # real English prose lines (the benchmark's text), whole encodings, through the batch path
+    from plmkit.datasets import prose
+
+    lines = [line for line in prose().read_text(encoding="utf-8").split("\n")[:3000] if line]
+    expected = reference(lines, return_offsets_mapping=True)
+    got = ours.encode_batch(lines)
+    assert [e.ids for e in got] == expected["input_ids"]
+    assert [e.offsets for e in got] == [[tuple(o) for o in row]
+                                        for row in expected["offset_mapping"]]
+    assert [e.word_ids for e in got] == [expected.word_ids(i) for i in range(len(lines))]
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.one_of(_TEXT, _MIXED))
 def test_decode_then_encode_is_stable(ours, reference, text) -> None:

@@ -90,6 +90,12 @@ class BasicTokenizer:
         # the space (after clean-up, the only whitespace left).
         self._words = re.compile(f"[{isolated}]|[^ {isolated}]+")
         self._ascii_words = re.compile(f"[{_ASCII_PUNCT}]|[^ \\t\\n\\r{_ASCII_PUNCT}]+")
+        # The same words, each with the spaces before it ("spaced words"): consecutive matches
+        # then tile the text, so a word's start is the running sum of the matches' lengths
+        # (no match objects needed; see split_spaced).
+        self._spaced_words = re.compile(f" *(?:[{isolated}]|[^ {isolated}]+)")
+        self._ascii_spaced_words = re.compile(
+            f"[ \\t\\n\\r]*(?:[{_ASCII_PUNCT}]|[^ \\t\\n\\r{_ASCII_PUNCT}]+)")
 
     def __getstate__(self) -> dict:  # the caches and regexes are rebuilt, not pickled
         return {"lowercase": self.lowercase, "strip_accents": self.strip_accents,
@@ -138,6 +144,25 @@ class BasicTokenizer:
                 text = _ASCII_CONTROL.sub("", text)
             return self._ascii_words.findall(text.lower() if self.lowercase else text)
         return self._words.findall(text.translate(self._normalized))
+
+    def split_spaced(self, text: str) -> list[str] | None:
+        """The words of ``text`` each with the whitespace before it, or ``None``.
+
+        Only for texts whose normalisation maps each character to exactly one character (all
+        ASCII text without control characters, most other text except accented letters under
+        ``strip_accents`` and removed characters): then the matches, concatenated, are the
+        normalised text up to its trailing spaces, and character positions in it are positions
+        in ``text``. ``None`` means "use :meth:`split_with_alignment`".
+        """
+        if text.isascii():
+            if _ASCII_CONTROL.search(text):
+                return None
+            return self._ascii_spaced_words.findall(text.lower() if self.lowercase else text)
+        normalized = text.translate(self._normalized)
+        if len(normalized) != len(text) or \
+                text.translate(self._lengths).count("\x01") != len(text):
+            return None
+        return self._spaced_words.findall(normalized)
 
     def split_with_alignment(self, text: str, base: int = 0) -> list[tuple[str, Alignment]]:
         """The words of ``text`` and, for each, where its characters are in the original text.

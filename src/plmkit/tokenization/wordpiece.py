@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 from plmkit._io import atomic_write
 from plmkit.errors import PlmError
 from plmkit.tokenization.basic import Alignment, BasicTokenizer
+from plmkit.tokenization.batch import SpacedWordTable
 from plmkit.tokenization.encoding import (
     Encoding,
     Pieces,
@@ -186,6 +188,7 @@ class WordPieceTokenizer:
                               for t in tokens]
         self._cache: dict[str, tuple[int, ...]] = {}
         self._span_cache: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int], ...]]] = {}
+        self._table = SpacedWordTable(self._pieces_and_spans, CACHE_SIZE)
 
     def _setup_special_matching(self) -> None:
         specials = [t for t in [*self._special_names.values(), *self._additional]
@@ -293,7 +296,12 @@ class WordPieceTokenizer:
         state = self.__dict__.copy()
         state["_cache"] = {}
         state["_span_cache"] = {}
+        del state["_table"]
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._table = SpacedWordTable(self._pieces_and_spans, CACHE_SIZE)
 
     def __repr__(self) -> str:
         return (f"WordPieceTokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase}, "
@@ -459,42 +467,42 @@ class WordPieceTokenizer:
     def _add_words(self, pieces: Pieces, words: list[tuple[str, Alignment]],
                    word_index: int | None, first_word: int) -> int:
         """Append the pieces of ``words``; word ids count from ``first_word`` (or are fixed)."""
-        ids, offsets, word_ids = pieces.ids, pieces.offsets, pieces.word_ids
+        ids, offsets, counts = pieces.ids, pieces.offsets, pieces.word_counts
         lookup = self._span_cache.get
         number = first_word
         for word, alignment in words:
             entry = lookup(word) or self._pieces_and_spans(word)
             piece_ids, spans = entry
-            label = number if word_index is None else word_index
+            ids.extend(piece_ids)
             if isinstance(alignment, int):
                 if len(piece_ids) == 1:
-                    ids.append(piece_ids[0])
-                    word_ids.append(label)
                     offsets.append((alignment, alignment + len(word)))
                 else:
-                    ids.extend(piece_ids)
-                    word_ids.extend([label] * len(piece_ids))
                     offsets.extend([(alignment + a, alignment + b) for a, b in spans])
             else:
-                ids.extend(piece_ids)
-                word_ids.extend([label] * len(piece_ids))
                 offsets.extend([(alignment[a], alignment[b - 1] + 1) for a, b in spans])
+            counts.append(len(piece_ids))
             number += 1
+        if word_index is not None:
+            pieces.word_labels += [word_index] * len(words)
         return number
 
     def _pieces_of_text(self, text: str, word_index: int | None = None,
                         pieces: Pieces | None = None, first_word: int = 0) -> tuple[Pieces, int]:
         pieces = pieces if pieces is not None else Pieces()
         number = first_word
+        basic = self.basic
         for segment, start, special_id in self._segments(text):
             if special_id is not None:
                 pieces.ids.append(special_id)
                 pieces.offsets.append((start, start + len(segment)))
-                pieces.word_ids.append(number if word_index is None else word_index)
+                pieces.word_counts.append(1)
+                if word_index is not None:
+                    pieces.word_labels.append(word_index)
                 number += 1
-            else:
-                number = self._add_words(pieces, self.basic.split_with_alignment(segment, start),
-                                         word_index, number)
+                continue
+            number = self._add_words(pieces, basic.split_with_alignment(segment, start),
+                                     word_index, number)
         return pieces, number
 
     def _pieces(self, text: TextInput, is_split_into_words: bool) -> Pieces:
@@ -507,9 +515,30 @@ class WordPieceTokenizer:
             raise PlmError("is_split_into_words=True expects a list of words, got a string",
                            field="text")
         pieces = Pieces()
+        pieces.word_labels = []
         for index, word in enumerate(text):
             self._pieces_of_text(word, word_index=index, pieces=pieces)
         return pieces
+
+    def _pieces_batch(self, texts: Sequence[TextInput],
+                      is_split_into_words: bool) -> Iterator[Pieces]:
+        """:meth:`_pieces` of each text, in order; plain texts go through the batch path (see
+        :mod:`plmkit.tokenization.batch`), the others one by one."""
+        others: dict[int, Pieces] = {}
+        spaced = []
+        split_spaced = self.basic.split_spaced
+        for i, text in enumerate(texts):
+            if not is_split_into_words and type(text) is str and not (
+                    self._special_re is not None and self._may_hold_special(text)):
+                tokens = split_spaced(text)
+                if tokens is not None:
+                    spaced.append(tokens)
+                    continue
+            others[i] = self._pieces(text, is_split_into_words)
+        batch = self._table.pieces(spaced) if spaced else iter(())
+        if not others:
+            return batch
+        return (others[i] if i in others else next(batch) for i in range(len(texts)))
 
     def tokenize(self, text: str) -> list[str]:
         """The WordPiece tokens of ``text`` (no ``[CLS]``/``[SEP]``)."""
@@ -557,12 +586,16 @@ class WordPieceTokenizer:
                            field="text_pairs")
         strategy = truncation_strategy(truncation)
         mode = padding_strategy(padding)
-        encodings = [
-            self._encode_one(text, text_pairs[i] if text_pairs is not None else None,
-                             max_length=max_length, truncation=strategy,
-                             add_special_tokens=add_special_tokens,
-                             is_split_into_words=is_split_into_words, pad_to=None)
-            for i, text in enumerate(texts)]
+        firsts = self._pieces_batch(texts, is_split_into_words)
+        if text_pairs is None:
+            seconds: Iterable[Pieces | None] = repeat(None)
+        else:
+            present = [pair for pair in text_pairs if pair is not None]
+            given = self._pieces_batch(present, is_split_into_words)
+            seconds = (None if pair is None else next(given) for pair in text_pairs)
+        encodings = [self._finish(first, second, max_length=max_length, truncation=strategy,
+                                  add_special_tokens=add_special_tokens, pad_to=None)
+                     for first, second in zip(firsts, seconds)]
         if mode is not None and encodings:
             target = self._pad_target(mode, max_length,
                                       max(len(e) for e in encodings))
@@ -594,6 +627,13 @@ class WordPieceTokenizer:
                     is_split_into_words: bool, pad_to: int | None) -> Encoding:
         first = self._pieces(text, is_split_into_words)
         second = self._pieces(text_pair, is_split_into_words) if text_pair is not None else None
+        return self._finish(first, second, max_length=max_length, truncation=truncation,
+                            add_special_tokens=add_special_tokens, pad_to=pad_to)
+
+    def _finish(self, first: Pieces, second: Pieces | None, *, max_length: int | None,
+                truncation: str | None, add_special_tokens: bool,
+                pad_to: int | None) -> Encoding:
+        """Truncate, add ``[CLS]``/``[SEP]``, pad: the pieces of A (and B) become an input."""
         if max_length is not None and truncation is not None:
             added = (3 if second is not None else 2) if add_special_tokens else 0
             if max_length < added:

@@ -1,0 +1,137 @@
+"""The batch path of ``encode_batch``: a whole batch of texts to pieces with array arithmetic.
+
+Why a second path: encoding text by text costs a few Python operations per word (cache lookup,
+offsets, word ids), and on a batch those operations *are* the time. Here every per-word and
+per-piece step is one NumPy operation over the whole batch; Python only cuts the texts into
+words (one regular expression per text) and slices the results back into per-text lists.
+
+How: :meth:`~plmkit.tokenization.basic.BasicTokenizer.split_spaced` cuts a text into *spaced
+words* (each word with the whitespace before it), which tile the text, so a word's start is
+the sum of the lengths before it. Each distinct spaced word gets a row in a
+:class:`SpacedWordTable`: its length, and its pieces (ids, start and end relative to the
+spaced word) in a flat piece table. A batch is then: rows of all its spaced words (one dict
+lookup each, in C) → piece rows → ids and offsets by gathering, starts by cumulative sums.
+
+Texts that need more (special tokens written in the text, normalisation that changes
+lengths, such as accent stripping or removed control characters) take the text-by-text path,
+which gives the same result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
+
+import numpy as np
+
+from plmkit.tokenization.encoding import Pieces
+
+WordPieces = Callable[[str], tuple[Sequence[int], Sequence[tuple[int, int]]]]
+_SPACES = " \t\n\r"
+
+
+class SpacedWordTable:
+    """Spaced word → its pieces, as arrays (the batch path's word cache).
+
+    Args:
+        word_pieces: piece ids of a (bare) word and each piece's span inside it.
+        capacity: number of spaced words kept; when full, the table starts afresh (a corpus
+            has a long tail of rare words, a cache must not grow without bound). The words
+            of the batch at hand are always all kept, even beyond the capacity.
+    """
+
+    def __init__(self, word_pieces: WordPieces, capacity: int) -> None:
+        self._word_pieces = word_pieces
+        self._capacity = capacity
+        self.clear()
+
+    def clear(self) -> None:
+        self._row: dict[str, int] = {}
+        self.length = np.zeros(0, dtype=np.int64)  # characters of each spaced word
+        self.first = np.zeros(0, dtype=np.int64)  # its first row in the piece table
+        self.count = np.zeros(0, dtype=np.int64)  # its number of pieces
+        self.piece_id = np.zeros(0, dtype=np.int64)
+        self.piece_start = np.zeros(0, dtype=np.int64)  # relative to the spaced word's start
+        self.piece_end = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def rows(self, tokens: list[str]) -> np.ndarray:
+        """Row of each spaced word, adding the ones not yet in the table."""
+        new = set(tokens).difference(self._row)
+        if new:
+            if len(self._row) + len(new) > self._capacity:
+                self.clear()
+                new = set(tokens)
+            self._add(new)
+        return np.fromiter(map(self._row.__getitem__, tokens), dtype=np.int64,
+                           count=len(tokens))
+
+    def _add(self, tokens: set[str]) -> None:
+        lengths, counts, ids, starts, ends = [], [], [], [], []
+        rows = len(self._row)
+        for token in tokens:
+            word = token.lstrip(_SPACES)
+            gap = len(token) - len(word)
+            piece_ids, spans = self._word_pieces(word)
+            self._row[token] = rows
+            rows += 1
+            lengths.append(len(token))
+            counts.append(len(piece_ids))
+            ids += piece_ids
+            starts += [gap + a for a, _ in spans]
+            ends += [gap + b for _, b in spans]
+        counts_array = np.array(counts, dtype=np.int64)
+        firsts = len(self.piece_id) + np.cumsum(counts_array) - counts_array
+        self.length = np.concatenate([self.length, np.array(lengths, dtype=np.int64)])
+        self.first = np.concatenate([self.first, firsts])
+        self.count = np.concatenate([self.count, counts_array])
+        self.piece_id = np.concatenate([self.piece_id, np.array(ids, dtype=np.int64)])
+        self.piece_start = np.concatenate([self.piece_start, np.array(starts, dtype=np.int64)])
+        self.piece_end = np.concatenate([self.piece_end, np.array(ends, dtype=np.int64)])
+
+    def pieces(self, spaced: list[list[str]]) -> Iterator[Pieces]:
+        """The :class:`Pieces` of each text, given the spaced words of each text.
+
+        Offsets are character offsets into the text (the spaced words must tile it from its
+        first character); word ids count the words of each text from 0. A generator, so that
+        each text's lists can be turned into its encoding and dropped before the next: objects
+        that live through several garbage collections get promoted to the old generation and
+        make its (expensive) full passes come sooner.
+        """
+        tokens = list(chain.from_iterable(spaced))
+        rows = self.rows(tokens)
+        words_per_text = np.fromiter(map(len, spaced), dtype=np.int64, count=len(spaced))
+        counts = self.count[rows]
+        # Start of each spaced word inside its own text: a running sum restarted per text.
+        lengths = self.length[rows]
+        ends = np.cumsum(lengths)
+        word_bounds = np.zeros(len(spaced) + 1, dtype=np.int64)
+        np.cumsum(words_per_text, out=word_bounds[1:])
+        before_text = np.concatenate([[0], ends])[word_bounds[:-1]]
+        word_starts = ends - lengths - np.repeat(before_text, words_per_text)
+        # Pieces: one row per piece, in order.
+        piece_bounds = np.zeros(len(tokens) + 1, dtype=np.int64)
+        np.cumsum(counts, out=piece_bounds[1:])
+        total = int(piece_bounds[-1])
+        if total == len(tokens):  # every word is one piece
+            piece_rows, piece_starts = self.first[rows], word_starts
+        else:
+            word_of_piece = np.repeat(np.arange(len(tokens)), counts)
+            piece_rows = (self.first[rows][word_of_piece] + np.arange(total)
+                          - piece_bounds[:-1][word_of_piece])
+            piece_starts = word_starts[word_of_piece]
+        ids = self.piece_id[piece_rows].tolist()
+        starts = (piece_starts + self.piece_start[piece_rows]).tolist()
+        ends_ = (piece_starts + self.piece_end[piece_rows]).tolist()
+        counts_list = counts.tolist()
+        text_pieces = piece_bounds[word_bounds].tolist()
+        text_words = word_bounds.tolist()
+        for i in range(len(spaced)):
+            a, b = text_pieces[i], text_pieces[i + 1]
+            yield Pieces(ids[a:b], list(zip(starts[a:b], ends_[a:b])),
+                         counts_list[text_words[i]:text_words[i + 1]])
+
+
+__all__ = ["SpacedWordTable"]
