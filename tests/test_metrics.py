@@ -209,3 +209,36 @@ def test_entity_scores_match_seqeval():
                      f1_score(gold, pred, zero_division=0, **kwargs))
         assert (ours["precision"], ours["recall"], ours["f1"]) == pytest.approx(reference), \
             (mode, gold, pred)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # seqeval averages over no entities
+def test_per_type_report_and_accuracy_match_seqeval():
+    pytest.importorskip("seqeval")
+    from seqeval.metrics import accuracy_score, classification_report
+    from seqeval.scheme import IOBES
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    rng = random.Random(1)
+    pool = ["O", "O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "E-LOC", "S-ORG", "I-ORG"]
+    for trial in range(200):
+        gold = [[rng.choice(pool) for _ in range(rng.randint(1, 9))]
+                for _ in range(rng.randint(1, 5))]
+        pred = [[rng.choice(pool) for _ in tags] for tags in gold]
+        strict = trial % 2 == 1
+        ours = (entity_scores(gold, pred, mode="strict", scheme="iobes") if strict
+                else entity_scores(gold, pred))
+        kwargs = {"mode": "strict", "scheme": IOBES} if strict else {}
+        report = classification_report(gold, pred, output_dict=True, zero_division=0, **kwargs)
+        assert ours["accuracy"] == pytest.approx(accuracy_score(gold, pred))
+        types = {name for name in report if not name.endswith("avg")}
+        assert {t for t, row in ours["per_type"].items() if row["support"]} <= types
+        for name in types:
+            row = ours["per_type"].get(name, {"precision": 0.0, "recall": 0.0, "f1": 0.0,
+                                              "support": 0})
+            expected = report[name]
+            assert (row["precision"], row["recall"], row["f1"], row["support"]) == pytest.approx(
+                (expected["precision"], expected["recall"], expected["f1-score"],
+                 expected["support"])), (name, gold, pred, strict)
+        micro = report["micro avg"]
+        assert (ours["precision"], ours["recall"], ours["f1"]) == pytest.approx(
+            (micro["precision"], micro["recall"], micro["f1-score"]))

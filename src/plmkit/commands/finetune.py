@@ -283,11 +283,12 @@ def run_classify(args: argparse.Namespace) -> int:
     texts = _lines(args.texts)
     inputs = [(t, args.pair) for t in texts] if args.pair is not None else texts
     for text, result in zip(texts, pipe(inputs)):
+        shown = {"text": text} if args.pair is None else {"text": text, "text_pair": args.pair}
         if args.json:
-            print(json.dumps({"text": text, **result}, ensure_ascii=False))
+            print(json.dumps({**shown, **result}, ensure_ascii=False))
         else:
             score = result["score"]
-            print(f"{result['label']}\t{score:.4f}\t{text}")
+            print(f"{result['label']}\t{score:.4f}\t" + "\t".join(shown.values()))
     return 0
 
 
