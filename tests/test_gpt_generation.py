@@ -139,3 +139,52 @@ def test_pipeline_streams_text_from_a_hugging_face_folder_with_bpe(tmp_path):
     ids = bpe.encode("the café").ids
     expected = gen.generate(pipe.model, ids, temperature=0, max_new_tokens=6, notify=None)
     assert bpe.decode(expected[0].tolist()) == "the café" + whole
+
+
+@pytest.fixture
+def char_folder(tmp_path):
+    """An untrained character-level GPT saved as plm train-gpt would (context 16)."""
+    from plmkit.data.text_lm import CharTokenizer
+
+    tokenizer = CharTokenizer.build(["abcdefgh ij\nklmnop"])
+    torch.manual_seed(0)
+    GPTLMHeadModel(gpt_config("nano", vocab_size=len(tokenizer), n_positions=16)).save_pretrained(
+        tmp_path, tokenizer=tokenizer)
+    return tmp_path
+
+
+def test_cli_generate_cuts_a_long_prompt_from_the_left_and_says_so(char_folder, capsys):
+    from plmkit.cli import main
+
+    prompt = "abcdefghij" * 3  # 30 characters, context 16
+    assert main(["generate", str(char_folder), prompt, "--max-new-tokens", "4",
+                 "--temperature", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "30 tokens is longer than the model's context window (16)" in captured.err
+    assert "keeping its last 16" in captured.err
+    assert captured.out.startswith(prompt) and len(captured.out) == len(prompt) + 4 + 1
+
+    from plmkit.pipelines.generate import TextGenerationPipeline
+
+    pipe = TextGenerationPipeline(char_folder, notify=None)
+    assert pipe(prompt, max_new_tokens=4, temperature=0) == pipe(prompt[-16:], max_new_tokens=4,
+                                                                 temperature=0)
+
+
+@pytest.mark.parametrize("flag, value, field", [("--temperature", "-1", "temperature"),
+                                                ("--top-p", "1.01", "top_p"),
+                                                ("--top-k", "-3", "top_k")])
+def test_cli_generate_refuses_bad_sampling_settings_before_writing(char_folder, capsys, flag,
+                                                                   value, field):
+    from plmkit.cli import main
+
+    assert main(["generate", str(char_folder), "abc", flag, value]) == 2
+    captured = capsys.readouterr()
+    assert field in captured.err and captured.out == ""  # not even the prompt was printed
+
+
+def test_cli_generate_stop_text_must_be_one_token(char_folder, capsys):
+    from plmkit.cli import main
+
+    assert main(["generate", str(char_folder), "abc", "--stop", "ab"]) == 2
+    assert "'ab' is 2 tokens" in capsys.readouterr().err

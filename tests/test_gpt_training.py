@@ -188,3 +188,40 @@ def test_csv_without_text_label_header_is_a_plm_error(tmp_path):
     with pytest.raises(PlmError) as error:
         text_lm.read_text_label_csv(path)
     assert error.value.line == 1 and str(path) in str(error.value)
+
+
+def test_finetune_gpt_command_from_a_pretrained_checkpoint(corpus_file, tmp_path, capsys):
+    """GPT-1's two stages end to end: train-gpt, then finetune-gpt adds the task tokens, a fresh
+    head, and learns a task the words separate; a label unseen in training names its line."""
+    lm = tmp_path / "lm"
+    assert main(["train-gpt", "--corpus", str(corpus_file), "--size", "nano", "--block-size",
+                 "16", "--batch-size", "8", "--max-steps", "5", "--warmup-steps", "1",
+                 "--no-progress", "--output", str(lm)]) == 0
+    capsys.readouterr()
+    rows = [(f"the {w} cat {x}", "pos" if w == "red" else "neg")
+            for w in ("red", "dog") for x in ("sat", "ran", "mat", "log")] * 6
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\n" + "".join(f'"{t}",{label}\n' for t, label in rows))
+    output = tmp_path / "cls"
+    code = main(["finetune-gpt", str(lm), "--train", str(train), "--dev", str(train), "--test",
+                 str(train), "--max-steps", "40", "--lr", "3e-3", "--batch-size", "8",
+                 "--warmup-ratio", "0.1", "--no-progress", "--output", str(output)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    results = json.loads(captured.out.strip().splitlines()[-1])
+    assert results["test_accuracy"] == 1.0 and results["dev_accuracy"] == 1.0
+    assert json.loads((output / "results.json").read_text())["steps"] == 40
+    config = json.loads((output / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"}
+    model = GPTForSequenceClassification.from_pretrained(output, strict_head=True)
+    tokenizer = text_lm.load_text_tokenizer(output)
+    assert model.config.vocab_size == len(tokenizer) == len(text_lm.load_text_tokenizer(lm)) + 3
+    assert tokenizer.token_to_id(text_lm.GPT_EXTRACT) == len(tokenizer) - 1
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nthe cat,pos\nthe dog,maybe\n")
+    code = main(["finetune-gpt", str(lm), "--train", str(train), "--test", str(bad),
+                 "--max-steps", "1", "--no-progress", "--output", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert code == 2 and "maybe" in err and "bad.csv" in err and "3" in err
+    assert not (tmp_path / "bad").exists()

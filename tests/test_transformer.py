@@ -441,3 +441,45 @@ def test_cli_bad_input_is_one_clear_error(tmp_path, capsys):
     assert cli_main(["translate", str(tmp_path / "m"), "--input", str(empty), "--output",
                      str(target)]) == 2
     assert "empty" in capsys.readouterr().err and not target.exists()
+
+
+def test_too_long_sources_are_cut_counted_and_reported(tmp_path, capsys):
+    """A sentence longer than the model's positions is translated from its first tokens, and
+    the CLI says how many were cut; blank lines stay blank, the rest is untouched."""
+    from plmkit.data.parallel import vocabulary_size
+    from plmkit.evaluation.decoding import translate_texts
+
+    tokenizer = make_vocab_folder_tokenizer(tmp_path)
+    model = tiny_model(vocab_size=vocabulary_size(tokenizer), max_position_embeddings=8)
+    long_sentence = " ".join(["the cat sleeps"] * 5)  # 15 tokens > 8 positions
+    outputs, report = translate_texts(model, tokenizer, ["the cat", "", long_sentence],
+                                      beam_size=2, max_length=6)
+    assert len(outputs) == 3 and outputs[1] == ""
+    assert (report.sentences, report.empty, report.truncated) == (3, 1, 1)
+    assert "1 of 3 source sentences" in report.warning()
+    cut, _ = translate_texts(model, tokenizer, [" ".join(long_sentence.split()[:7])],
+                             beam_size=2, max_length=6)
+    assert cut == [outputs[2]]  # the same as translating its first 7 tokens (+ EOS = 8)
+
+    model.save_pretrained(tmp_path / "m")
+    make_vocab_folder(tmp_path / "m")
+    source = write(tmp_path / "long.txt", f"the cat\n{long_sentence}\n")
+    assert cli_main(["translate", str(tmp_path / "m"), "--input", str(source), "--output",
+                     str(tmp_path / "out.txt"), "--beam", "1", "--max-length", "6"]) == 0
+    assert "1 of 2 source sentences" in capsys.readouterr().err
+    assert len((tmp_path / "out.txt").read_text(encoding="utf-8").split("\n")) == 3
+
+
+def test_paper_optimiser_is_adam_098_and_noam_warmup():
+    from plmkit.training.optim import schedule_function
+    from plmkit.training.seq2seq import paper_training_config
+
+    config = paper_training_config("unused", d_model=512)
+    assert (config.optimizer, config.adam_betas, config.adam_epsilon) == ("adam", (0.9, 0.98),
+                                                                          1e-9)
+    assert (config.schedule, config.warmup_steps, config.noam_d_model) == ("noam", 4000, 512)
+    rate = schedule_function(config.schedule, 100_000, config.warmup_steps, config.noam_d_model)
+    # lr = d^-0.5 · min(step^-0.5, step · warmup^-1.5): linear up to step 4000, then 1/√step.
+    assert rate(3999) == pytest.approx(512 ** -0.5 * 4000 ** -0.5)
+    assert rate(999) == pytest.approx(rate(3999) / 4)
+    assert rate(15999) == pytest.approx(rate(3999) / 2)

@@ -1,4 +1,5 @@
-"""``plm train-gpt`` (causal-LM pre-training) and ``plm generate`` (streamed sampling)."""
+"""``plm train-gpt`` (causal-LM pre-training), ``plm finetune-gpt`` (GPT-1 classification) and
+``plm generate`` (streamed sampling)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,38 @@ def register(subparsers) -> None:
     train.add_argument("--output", required=True, help="output folder")
     train.set_defaults(func=run_train)
 
+    tune = subparsers.add_parser(
+        "finetune-gpt", help="fine-tune a train-gpt checkpoint as a classifier (GPT-1 style)",
+        description="GPT-1's fine-tuning: each example becomes '<start> text [<delim> pair] "
+                    "<extract>' (three new tokens), a fresh linear head reads the last token, and "
+                    "the LM loss is kept as an auxiliary objective (--lm-weight, 0.5 in the "
+                    "paper). Data: CSV/TSV/JSONL with text[,text_pair],label columns, or built-in "
+                    "NAME:SPLIT such as polarity:train. Writes the classifier and results.json "
+                    "(dev/test accuracy) to --output.")
+    tune.add_argument("checkpoint", help="a plm train-gpt checkpoint folder")
+    tune.add_argument("--train", required=True, help="training file or NAME:SPLIT")
+    tune.add_argument("--dev", help="development file (evaluated during training)")
+    tune.add_argument("--test", help="test file, scored once at the end")
+    tune.add_argument("--text-column", default="text")
+    tune.add_argument("--text-pair-column", default=None,
+                      help="second text of a pair task (joined with <delim>)")
+    tune.add_argument("--label-column", default="label")
+    tune.add_argument("--max-length", type=int, default=128,
+                      help="tokens per example, task tokens included (cut to the context window)")
+    tune.add_argument("--batch-size", type=int, default=32)
+    tune.add_argument("--max-steps", type=int, default=0, help="0: --epochs decides")
+    tune.add_argument("--epochs", type=float, default=3.0)
+    tune.add_argument("--learning-rate", "--lr", type=float, default=6.25e-5,
+                      help="GPT-1's fine-tuning rate (default 6.25e-5)")
+    tune.add_argument("--warmup-ratio", type=float, default=0.002)
+    tune.add_argument("--lm-weight", type=float, default=0.5,
+                      help="λ of the auxiliary language-model loss (0 = off)")
+    tune.add_argument("--eval-every", type=int, default=0)
+    tune.add_argument("--seed", type=int, default=42)
+    tune.add_argument("--no-progress", action="store_true")
+    tune.add_argument("--output", required=True, help="output folder")
+    tune.set_defaults(func=run_finetune)
+
     gen = subparsers.add_parser(
         "generate", help="continue a prompt with a GPT checkpoint, printing tokens as they come",
         description="Sample a continuation of PROMPT from a GPT checkpoint (plm train-gpt or a "
@@ -88,6 +121,31 @@ def run_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress, plot_metrics=("loss", "eval_loss"))
     _, results = pretrain_gpt(setup, training, resume=args.resume,
                               log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps({k: round(v, 4) for k, v in results.items()}))
+    return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from plmkit.training import TrainingConfig
+    from plmkit.training.causal_lm import GPTFinetuneConfig, finetune_gpt
+
+    for name in ("batch_size", "max_length"):
+        if getattr(args, name) < 1:
+            raise PlmError(f"--{name.replace('_', '-')} must be ≥ 1", field=name)
+    if args.max_length < 3:
+        raise PlmError("--max-length must be ≥ 3 (<start>, a token, <extract>)",
+                       field="max_length")
+    setup = GPTFinetuneConfig(
+        train=args.train, dev=args.dev, test=args.test, text_column=args.text_column,
+        text_pair_column=args.text_pair_column, label_column=args.label_column,
+        max_length=args.max_length, batch_size=args.batch_size, lm_weight=args.lm_weight)
+    training = TrainingConfig(
+        output_dir=args.output, max_steps=args.max_steps, num_epochs=args.epochs,
+        learning_rate=args.learning_rate, warmup_ratio=args.warmup_ratio, schedule="linear",
+        eval_every=args.eval_every, seed=args.seed, progress=not args.no_progress,
+        plot_metrics=("loss", "eval_accuracy"))
+    results = finetune_gpt(args.checkpoint, setup, training,
+                           log=lambda m: print(f"plmkit: {m}", file=sys.stderr))
     print(json.dumps({k: round(v, 4) for k, v in results.items()}))
     return 0
 

@@ -8,6 +8,11 @@
   (L = L_task + λ·L_LM, λ = 0.5 in the paper), which ``lm_weight`` turns on.
 * :func:`pretrain_gpt` — the recipe behind ``plm train-gpt``: corpus → tokenizer → blocks →
   model → Trainer → held-out perplexity.
+* :func:`finetune_gpt` — the recipe behind ``plm finetune-gpt``: GPT-1's second stage. The
+  pre-trained checkpoint gets the task tokens ``<start> <delim> <extract>`` (new embedding rows),
+  each example becomes ``<start> text [<delim> pair] <extract>``, and a fresh linear head reads
+  the last token; the classification files are those of BERT's fine-tuning (``polarity:train``
+  or any CSV/TSV/JSONL with text[,text_pair],label columns).
 """
 
 from __future__ import annotations
@@ -178,5 +183,118 @@ def pretrain_gpt(setup: GPTPretrainingConfig, training: TrainingConfig, *,
     return result, results
 
 
-__all__ = ["CausalLMTask", "GPTClassificationTask", "GPTPretrainingConfig", "build_gpt",
-           "evaluate_lm", "pretrain_gpt"]
+# --------------------------------------------------------------------------------------------
+# The fine-tuning recipe (GPT-1, section 3.2–3.3)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class GPTFinetuneConfig:
+    """What ``plm finetune-gpt`` needs beyond the TrainingConfig: the data and the input shape.
+
+    ``train``/``dev``/``test`` are files or built-in ``NAME:SPLIT`` names, read by the same
+    readers as BERT's fine-tuning. ``lm_weight`` is GPT-1's λ of the auxiliary LM loss (0.5 in
+    the paper; 0 turns it off).
+    """
+
+    train: str
+    dev: str | None = None
+    test: str | None = None
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    max_length: int = 128
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    lm_weight: float = 0.5
+
+
+def _read_examples(spec: str, setup: GPTFinetuneConfig) -> list[Any]:
+    from plmkit.data.tasks import read_text_examples, resolve_data
+
+    return read_text_examples(resolve_data(spec), text_column=setup.text_column,
+                              text_pair_column=setup.text_pair_column,
+                              label_column=setup.label_column)
+
+
+def encode_gpt_examples(examples: list[Any], tokenizer: Any, label2id: dict[str, int],
+                        max_length: int) -> Any:
+    """``<start> text [<delim> pair] <extract>`` ids and label ids; a label the training set
+    does not have is an error naming its file and line."""
+    from plmkit.data.tasks import check_label
+    from plmkit.data.text_lm import ClassificationSet, gpt_task_input
+
+    inputs, label_ids = [], []
+    for example in examples:
+        inputs.append(gpt_task_input(tokenizer, example.text, example.text_pair,
+                                     max_length=max_length))
+        label_ids.append(check_label(str(example.label), label2id, example.source,
+                                     example.line))
+    return ClassificationSet(inputs, label_ids, list(label2id))
+
+
+def finetune_gpt(checkpoint: str | Path, setup: GPTFinetuneConfig, training: TrainingConfig, *,
+                 log=print) -> dict[str, float]:
+    """Fine-tune a ``plm train-gpt`` checkpoint as a classifier, GPT-1's way.
+
+    Writes the classifier (``GPTForSequenceClassification``, HF layout, with its tokenizer) to
+    ``training.output_dir`` and ``results.json`` (dev/test accuracy); returns those results.
+    """
+    from plmkit.data.tasks import label_list
+    from plmkit.data.text_lm import GPT_TASK_TOKENS, classification_batches, load_text_tokenizer
+    from plmkit.models.gpt import GPTForSequenceClassification
+
+    base = load_text_tokenizer(checkpoint)
+    if base is None:
+        raise PlmError("not a plm train-gpt checkpoint (no word/char tokenizer_config.json)",
+                       path=checkpoint)
+    if setup.lm_weight < 0:
+        raise PlmError(f"lm_weight must be ≥ 0, not {setup.lm_weight}", field="lm_weight")
+    tokenizer = base.with_tokens(GPT_TASK_TOKENS)
+    train_examples = _read_examples(setup.train, setup)
+    labels = label_list(str(e.label) for e in train_examples)
+    if len(labels) < 2:
+        raise PlmError(f"the training data has one label only ({labels[0]!r})",
+                       path=setup.train, field=setup.label_column)
+    label2id = {name: i for i, name in enumerate(labels)}
+    model = GPTForSequenceClassification.from_pretrained(
+        checkpoint, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id=label2id, pad_token_id=tokenizer.pad_id)
+    model.resize_token_embeddings(len(tokenizer))
+    max_length = min(setup.max_length, model.config.n_positions)
+    if max_length < setup.max_length:
+        log(f"max_length {setup.max_length} cut to the model's context window {max_length}")
+    sets = {"train": encode_gpt_examples(train_examples, tokenizer, label2id, max_length)}
+    for split in ("dev", "test"):
+        spec = getattr(setup, split)
+        if spec:
+            sets[split] = encode_gpt_examples(_read_examples(spec, setup), tokenizer, label2id,
+                                              max_length)
+    log("data: " + ", ".join(f"{split} {len(data):,}" for split, data in sets.items())
+        + f"; labels {labels}; vocabulary {len(tokenizer):,} (+{len(tokenizer) - len(base)} "
+        "task tokens)")
+    pad = tokenizer.pad_id
+
+    def batches(split: str) -> Any:
+        return classification_batches(sets[split], setup.eval_batch_size, pad, train=False)
+
+    task = GPTClassificationTask(setup.lm_weight)
+    trainer = Trainer(model, task,
+                      classification_batches(sets["train"], setup.batch_size, pad,
+                                             seed=training.seed), training,
+                      eval_data=batches("dev") if "dev" in sets else None, tokenizer=tokenizer)
+    result = trainer.train()
+    results: dict[str, float] = {"steps": float(result.global_step)}
+    model.eval()
+    with torch.no_grad():
+        for split in ("dev", "test"):
+            if split in sets:
+                scores = GPTClassificationTask(0.0).evaluate(
+                    model, (move_to(b, trainer.device) for b in batches(split).batches(0)))
+                results[f"{split}_accuracy"] = scores["accuracy"]
+    if trainer.context.is_main:
+        write_text_atomic(Path(training.output_dir) / "results.json",
+                          json.dumps(results, indent=2) + "\n")
+    return results
+
+
+__all__ = ["CausalLMTask", "GPTClassificationTask", "GPTFinetuneConfig", "GPTPretrainingConfig",
+           "build_gpt", "encode_gpt_examples", "evaluate_lm", "finetune_gpt", "pretrain_gpt"]
