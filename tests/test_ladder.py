@@ -98,6 +98,9 @@ def test_every_generation_gets_a_sane_row(data, tmp_path, capsys):
     # the counting generation separates this easy polarity data and finds these entities
     assert rows["ngram"]["polarity_accuracy"] >= 0.8
     assert rows["ngram"]["ner_f1"] >= 0.8
+    # and a head on pre-trained features does too (the entities are fixed characters)
+    assert max(rows[g]["ner_f1"] for g in ("nnlm", "word2vec", "elmo")) >= 0.5
+    assert max(rows[g]["polarity_accuracy"] for g in ("nnlm", "word2vec", "lstm")) >= 0.8
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
 
 

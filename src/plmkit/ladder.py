@@ -251,7 +251,9 @@ class WindowEmbeddings(nn.Module):
 
     def __init__(self, matrix: Tensor) -> None:
         super().__init__()
-        self.embeddings = nn.Embedding.from_pretrained(matrix.float(), freeze=True)
+        # unit scale: vectors initialised at ±0.05 would otherwise need a huge learning rate
+        matrix = matrix.float() / matrix.float().std().clamp(min=1e-8)
+        self.embeddings = nn.Embedding.from_pretrained(matrix, freeze=True)
         self.output_size = 3 * matrix.shape[1]
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -354,6 +356,7 @@ class FeatureHeadConfig:
     head: str = "classification"   # or "tagging"
     pool: str = "mean"             # classification: "mean" of the tokens, or the "last" one
     dropout: float = 0.1
+    hidden_size: int = 0           # 0: linear; else one tanh layer (Collobert & Weston's tagger)
 
     def __post_init__(self) -> None:
         if self.head not in ("classification", "tagging"):
@@ -379,7 +382,12 @@ class FeatureHead(PretrainedMixin, nn.Module):
         self.config = config
         self.encoder, self.head, self.pool = encoder, config.head, config.pool
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(encoder.output_size, config.num_labels)
+        size = encoder.output_size
+        self.hidden = None
+        if config.hidden_size:
+            self.hidden = nn.Sequential(nn.Linear(size, config.hidden_size), nn.Tanh())
+            size = config.hidden_size
+        self.classifier = nn.Linear(size, config.num_labels)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None, labels: Tensor | None = None) -> HeadOutput:
@@ -393,6 +401,8 @@ class FeatureHead(PretrainedMixin, nn.Module):
             else:
                 weights = attention_mask.unsqueeze(-1).to(features.dtype)
                 features = (features * weights).sum(1) / weights.sum(1).clamp(min=1)
+        if self.hidden is not None:
+            features = self.hidden(features)
         logits = self.classifier(features)
         loss = None
         if labels is not None:
@@ -438,7 +448,7 @@ class Ladder:
                               progress=self.config.progress, plot=False, save_final=False,
                               **extra)
 
-    def _features(self, task: str, vocab, zh: bool) -> tuple[list[dict], list[dict], Any]:
+    def _features(self, task: str, vocab) -> tuple[list[dict], list[dict], Any]:
         """(train, dev) feature dicts of a task in ``vocab``'s ids, and the task object."""
         from plmkit.training.finetune import ClassificationTask, TaggingTask
 
@@ -468,19 +478,21 @@ class Ladder:
         return train, dev, TaggingTask(dict(enumerate(self.data.ner_labels)), references, "bio")
 
     def fit_head(self, name: str, task: str, encoder: nn.Module, vocab, *, pool: str = "mean",
-                 lr: float = 1e-2, epochs: int | None = None, batch_size: int = 16) -> float:
-        """Train a FeatureHead through the Trainer; the best per-epoch dev metric."""
+                 lr: float = 1e-2, epochs: int | None = None, batch_size: int = 16,
+                 hidden_size: int = 128) -> float:
+        """Train a FeatureHead through the Trainer; its dev metric after the last epoch."""
         from plmkit.data.collate import Batches
         from plmkit.data.lm import PAD
         from plmkit.data.tasks import TaskCollator
         from plmkit.training.trainer import Trainer
 
-        train, dev, task_object = self._features(task, vocab, zh=task == "ner")
+        train, dev, task_object = self._features(task, vocab)
         num_labels = (len(self.data.polarity_labels) if task == "polarity"
                       else len(self.data.ner_labels))
         head = "classification" if task == "polarity" else "tagging"
         torch.manual_seed(self.config.seed)
-        model = FeatureHead(encoder, FeatureHeadConfig(num_labels, head, pool))
+        model = FeatureHead(encoder, FeatureHeadConfig(num_labels, head, pool,
+                                                       hidden_size=hidden_size))
         collate = TaskCollator(vocab.index(PAD))
         train_batches = Batches(train, batch_size, collate, shuffle=True, seed=self.config.seed,
                                 lengths=[len(f["input_ids"]) for f in train])
@@ -518,9 +530,10 @@ class Ladder:
         from plmkit.training.tasks_lm import LMRecipe, train_language_model
 
         recipes = {"nnlm": LMRecipe("nnlm", batch_size=128, order=5),
-                   "lstm": LMRecipe("lstm", batch_size=20, bptt=35),
-                   "elmo": LMRecipe("elmo", batch_size=32, max_sentence_length=MAX_CHARS)}
-        lr = {"nnlm": 3e-3, "lstm": 3e-3, "elmo": 2e-3}[arch]
+                   "lstm": LMRecipe("lstm", batch_size=10, bptt=35),
+                   "elmo": LMRecipe("elmo", batch_size=16, max_sentence_length=MAX_CHARS)}
+        # small batches: at a budget of minutes the number of updates is what is scarce
+        lr = {"nnlm": 3e-3, "lstm": 5e-3, "elmo": 3e-3}[arch]
         torch.manual_seed(self.config.seed)
         model, _ = train_language_model(recipes[arch], sentences, vocab,
                                         self.training(name, epochs=1.0, lr=lr,
@@ -609,7 +622,7 @@ class Ladder:
         model = GPTLMHeadModel(config)
         stream = encode_stream(sentences, vocab)
         block = max(2, min(BLOCK, (len(stream) - 1) // 2))
-        batches = lm_batches(stream, block, 16, train=True, seed=self.config.seed)
+        batches = lm_batches(stream, block, 4, train=True, seed=self.config.seed)
         Trainer(model, CausalLMTask(), batches,
                 self.training(name, epochs=1.0, lr=2e-3)).train()
         return model.eval()
@@ -625,14 +638,14 @@ class Ladder:
         parameters = lm.num_parameters()
         polarity = self.fit_head("gpt", "polarity", GPTFeatures(lm.transformer), self.vocab,
                                  pool="last", lr=5e-4, epochs=self.plan.finetune_epochs,
-                                 batch_size=32)
+                                 batch_size=32, hidden_size=0)
         self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
         zh = self._gpt(self.data.zh_train, self.zh_vocab, "gpt-zh")
         ner = self.fit_head("gpt", "ner", GPTFeatures(zh.transformer), self.zh_vocab, lr=5e-4,
-                            epochs=self.plan.finetune_epochs, batch_size=32)
+                            epochs=self.plan.finetune_epochs, batch_size=32, hidden_size=0)
         return perplexity, polarity, ner, parameters
 
-    def _bert(self, sentences, vocab, name: str, joiner: str = " ") -> tuple[Path, int]:
+    def _bert(self, sentences, vocab, name: str, max_seq_length: int) -> tuple[Path, int]:
         """Pre-train a small BERT (MLM + NSP) whose WordPiece vocabulary is ``vocab``'s words."""
         from plmkit.data.collate import Batches
         from plmkit.data.lm import LM_SPECIALS
@@ -652,16 +665,16 @@ class Ladder:
         with open(corpus, "w", encoding="utf-8") as handle:
             for document in documents:
                 for sentence in document:
-                    handle.write(joiner.join("[UNK]" if w == "<unk>" else w
+                    handle.write(" ".join("[UNK]" if w == "<unk>" else w
                                              for w in sentence) + "\n")
                 handle.write("\n")
         shards = folder / "shards"
-        prepare_pretraining(corpus, tokenizer, shards, max_seq_length=BLOCK, dupe_factor=1,
+        prepare_pretraining(corpus, tokenizer, shards, max_seq_length=max_seq_length, dupe_factor=1,
                             seed=self.config.seed, progress=False)
         dataset = PretrainingDataset(shards, tokenizer, max_predictions_per_seq=20,
                                      dynamic_masking=True, seed=self.config.seed)
         pad = tokenizer.pad_token_id
-        batches = Batches(dataset, 16, lambda rows: collate_pretraining(rows, pad),
+        batches = Batches(dataset, 8, lambda rows: collate_pretraining(rows, pad),
                           seed=self.config.seed, lengths=dataset.lengths)
         torch.manual_seed(self.config.seed)
         model = BertForPreTraining(bert_config("tiny", vocab_size=tokenizer.vocab_size,
@@ -703,10 +716,10 @@ class Ladder:
 
     def run_bert(self) -> tuple:
         self.log(f"  pre-training on {len(self.data.lm_train):,} PTB sentences")
-        english, parameters = self._bert(self.data.lm_train, self.vocab, "bert-en")
+        english, parameters = self._bert(self.data.lm_train, self.vocab, "bert-en", MAX_WORDS)
         polarity = self._bert_finetune(english, "polarity")
         self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
-        chinese, _ = self._bert(self.data.zh_train, self.zh_vocab, "bert-zh")
+        chinese, _ = self._bert(self.data.zh_train, self.zh_vocab, "bert-zh", BLOCK)
         ner = self._bert_finetune(chinese, "ner")
         return None, polarity, ner, parameters
 
