@@ -217,10 +217,27 @@ def test_batch_path_equals_text_by_text(tok: WordPieceTokenizer) -> None:
                 assert encoding == single
 
 
+def test_batch_leaves_the_garbage_collector_as_found(tok: WordPieceTokenizer) -> None:
+    import gc
+
+    assert gc.isenabled()
+    tok.encode_batch(["hello a b"] * 3)
+    assert gc.isenabled()
+    with pytest.raises(PlmError, match="max_length"):
+        tok.encode_batch(["a b c", "a"], max_length=1)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        tok.encode_batch(["hello"])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_spaced_word_table_starts_afresh_when_full(tok: WordPieceTokenizer) -> None:
     from plmkit.tokenization.batch import SpacedWordTable
 
-    table = SpacedWordTable(tok._pieces_and_spans, capacity=4)
+    table = SpacedWordTable(tok._wordpiece, capacity=4)
     texts = ["the a b", "c unaffable the", "running a", " hello  world ,", "abbc"] * 3
     spaced = [tok.basic.split_spaced(t) for t in texts]
     expected = [tok.encode(t, add_special_tokens=False) for t in texts]

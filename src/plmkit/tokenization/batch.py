@@ -26,7 +26,7 @@ import numpy as np
 
 from plmkit.tokenization.encoding import Pieces
 
-WordPieces = Callable[[str], tuple[Sequence[int], Sequence[tuple[int, int]]]]
+WordPieces = Callable[[str], tuple[Sequence[int], Sequence[int]]]
 _SPACES = " \t\n\r"
 
 
@@ -34,7 +34,7 @@ class SpacedWordTable:
     """Spaced word → its pieces, as arrays (the batch path's word cache).
 
     Args:
-        word_pieces: piece ids of a (bare) word and each piece's span inside it.
+        word_pieces: piece ids of a (bare) word and where each piece ends in it.
         capacity: number of spaced words kept; when full, the table starts afresh (a corpus
             has a long tail of rare words, a cache must not grow without bound). The words
             of the batch at hand are always all kept, even beyond the capacity.
@@ -69,27 +69,32 @@ class SpacedWordTable:
                            count=len(tokens))
 
     def _add(self, tokens: set[str]) -> None:
-        lengths, counts, ids, starts, ends = [], [], [], [], []
+        lengths, counts, gaps, ids, ends = [], [], [], [], []
         rows = len(self._row)
+        word_pieces = self._word_pieces
         for token in tokens:
             word = token.lstrip(_SPACES)
-            gap = len(token) - len(word)
-            piece_ids, spans = self._word_pieces(word)
+            piece_ids, piece_ends = word_pieces(word)
             self._row[token] = rows
             rows += 1
             lengths.append(len(token))
+            gaps.append(len(token) - len(word))
             counts.append(len(piece_ids))
             ids += piece_ids
-            starts += [gap + a for a, _ in spans]
-            ends += [gap + b for _, b in spans]
+            ends += piece_ends
         counts_array = np.array(counts, dtype=np.int64)
-        firsts = len(self.piece_id) + np.cumsum(counts_array) - counts_array
+        firsts = np.cumsum(counts_array) - counts_array  # first piece of each new word
+        gaps_array = np.array(gaps, dtype=np.int64)
+        piece_ends = np.array(ends, dtype=np.int64) + np.repeat(gaps_array, counts_array)
+        piece_starts = np.empty_like(piece_ends)
+        piece_starts[1:] = piece_ends[:-1]  # a piece starts where the one before it ends...
+        piece_starts[firsts] = gaps_array  # ...except a word's first piece: after the spaces
         self.length = np.concatenate([self.length, np.array(lengths, dtype=np.int64)])
-        self.first = np.concatenate([self.first, firsts])
+        self.first = np.concatenate([self.first, len(self.piece_id) + firsts])
         self.count = np.concatenate([self.count, counts_array])
         self.piece_id = np.concatenate([self.piece_id, np.array(ids, dtype=np.int64)])
-        self.piece_start = np.concatenate([self.piece_start, np.array(starts, dtype=np.int64)])
-        self.piece_end = np.concatenate([self.piece_end, np.array(ends, dtype=np.int64)])
+        self.piece_start = np.concatenate([self.piece_start, piece_starts])
+        self.piece_end = np.concatenate([self.piece_end, piece_ends])
 
     def pieces(self, spaced: list[list[str]]) -> Iterator[Pieces]:
         """The :class:`Pieces` of each text, given the spaced words of each text.
@@ -123,15 +128,13 @@ class SpacedWordTable:
                           - piece_bounds[:-1][word_of_piece])
             piece_starts = word_starts[word_of_piece]
         ids = self.piece_id[piece_rows].tolist()
-        starts = (piece_starts + self.piece_start[piece_rows]).tolist()
-        ends_ = (piece_starts + self.piece_end[piece_rows]).tolist()
+        offsets = list(zip((piece_starts + self.piece_start[piece_rows]).tolist(),
+                           (piece_starts + self.piece_end[piece_rows]).tolist()))
         counts_list = counts.tolist()
         text_pieces = piece_bounds[word_bounds].tolist()
         text_words = word_bounds.tolist()
         for i in range(len(spaced)):
             a, b = text_pieces[i], text_pieces[i + 1]
-            yield Pieces(ids[a:b], list(zip(starts[a:b], ends_[a:b])),
-                         counts_list[text_words[i]:text_words[i + 1]])
-
+            yield Pieces(ids[a:b], offsets[a:b], counts_list[text_words[i]:text_words[i + 1]])
 
 __all__ = ["SpacedWordTable"]

@@ -14,8 +14,10 @@ prefixes as long as the longest vocabulary entry.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+from contextlib import contextmanager
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
@@ -181,14 +183,15 @@ class WordPieceTokenizer:
         self._cls_id = self._vocab[cls_token]
         self._sep_id = self._vocab[sep_token]
         self._setup_special_matching()
-        # Longest vocabulary entry in characters (without "##"): no longer prefix can match.
-        self._max_piece = max((len(t) - len(PREFIX) if t.startswith(PREFIX) else len(t))
-                              for t in tokens)
-        self._piece_length = [len(t) - len(PREFIX) if t.startswith(PREFIX) else len(t)
-                              for t in tokens]
+        # Continuation pieces without their "##", and the longest entry of each table: no
+        # longer candidate can match.
+        self._continuations = {t[len(PREFIX):]: i for i, t in enumerate(tokens)
+                               if t.startswith(PREFIX) and len(t) > len(PREFIX)}
+        self._max_first = max(map(len, tokens))
+        self._max_continuation = max(map(len, self._continuations), default=0)
         self._cache: dict[str, tuple[int, ...]] = {}
         self._span_cache: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int], ...]]] = {}
-        self._table = SpacedWordTable(self._pieces_and_spans, CACHE_SIZE)
+        self._table = SpacedWordTable(self._wordpiece, CACHE_SIZE)
 
     def _setup_special_matching(self) -> None:
         specials = [t for t in [*self._special_names.values(), *self._additional]
@@ -301,7 +304,7 @@ class WordPieceTokenizer:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._table = SpacedWordTable(self._pieces_and_spans, CACHE_SIZE)
+        self._table = SpacedWordTable(self._wordpiece, CACHE_SIZE)
 
     def __repr__(self) -> str:
         return (f"WordPieceTokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase}, "
@@ -398,32 +401,43 @@ class WordPieceTokenizer:
         return self._tokens[index] if 0 <= index < len(self._tokens) else None
 
     # ------------------------------------------------------------------ WordPiece
-    def _wordpiece(self, word: str) -> tuple[int, ...]:
-        """Greedy longest-match-first pieces of one word (``(unk,)`` if not coverable)."""
-        if len(word) > MAX_INPUT_CHARS_PER_WORD:
-            return (self._unk_id,)
-        vocab = self._vocab
-        pieces = []
-        start, length = 0, len(word)
+    def _wordpiece(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Greedy longest-match-first pieces of one word (``(unk,)`` if not coverable), and
+        where each piece ends in the word.
+
+        Continuation pieces are looked up without their ``##`` in a table of their own (no
+        string concatenation per try), and no candidate is tried that is longer than the
+        longest entry of the table it is looked up in.
+        """
+        length = len(word)
+        if length > MAX_INPUT_CHARS_PER_WORD:
+            return (self._unk_id,), (length,)
+        index = self._vocab.get(word)
+        if index is not None:  # the common case: the whole word is in the vocabulary
+            return (index,), (length,)
+        table, limit = self._vocab, self._max_first
+        ids, ends = [], []
+        start = 0
         while start < length:
-            end = min(length, start + self._max_piece)
+            end = min(length, start + limit)
             while end > start:
-                piece = word[start:end] if start == 0 else PREFIX + word[start:end]
-                index = vocab.get(piece)
+                index = table.get(word[start:end])
                 if index is not None:
-                    pieces.append(index)
                     break
                 end -= 1
             else:
-                return (self._unk_id,)
+                return (self._unk_id,), (length,)
+            ids.append(index)
+            ends.append(end)
             start = end
-        return tuple(pieces)
+            table, limit = self._continuations, self._max_continuation
+        return tuple(ids), tuple(ends)
 
     def word_ids_of(self, word: str) -> tuple[int, ...]:
         """Piece ids of one already-normalised word, through the cache."""
         pieces = self._cache.get(word)
         if pieces is None:
-            pieces = self._wordpiece(word)
+            pieces = self._wordpiece(word)[0]
             if len(self._cache) >= CACHE_SIZE:
                 self._cache.clear()
             self._cache[word] = pieces
@@ -433,16 +447,8 @@ class WordPieceTokenizer:
         """Piece ids of a word and each piece's character span inside it, through a cache."""
         entry = self._span_cache.get(word)
         if entry is None:
-            pieces = self.word_ids_of(word)
-            if len(pieces) == 1:
-                spans: tuple[tuple[int, int], ...] = ((0, len(word)),)
-            else:
-                bounds, start = [], 0
-                for index in pieces:
-                    end = start + self._piece_length[index]
-                    bounds.append((start, end))
-                    start = end
-                spans = tuple(bounds)
+            pieces, ends = self._wordpiece(word)
+            spans = tuple(zip((0, *ends[:-1]), ends))
             if len(self._span_cache) >= CACHE_SIZE:
                 self._span_cache.clear()
             entry = self._span_cache[word] = (pieces, spans)
@@ -586,6 +592,16 @@ class WordPieceTokenizer:
                            field="text_pairs")
         strategy = truncation_strategy(truncation)
         mode = padding_strategy(padding)
+        with _collector_paused():
+            return self._encode_batch(texts, text_pairs, max_length=max_length,
+                                      truncation=strategy, mode=mode,
+                                      add_special_tokens=add_special_tokens,
+                                      is_split_into_words=is_split_into_words)
+
+    def _encode_batch(self, texts: Sequence[TextInput],
+                      text_pairs: Sequence[TextInput | None] | None, *, max_length: int | None,
+                      truncation: str | None, mode: str | None, add_special_tokens: bool,
+                      is_split_into_words: bool) -> list[Encoding]:
         firsts = self._pieces_batch(texts, is_split_into_words)
         if text_pairs is None:
             seconds: Iterable[Pieces | None] = repeat(None)
@@ -593,7 +609,7 @@ class WordPieceTokenizer:
             present = [pair for pair in text_pairs if pair is not None]
             given = self._pieces_batch(present, is_split_into_words)
             seconds = (None if pair is None else next(given) for pair in text_pairs)
-        encodings = [self._finish(first, second, max_length=max_length, truncation=strategy,
+        encodings = [self._finish(first, second, max_length=max_length, truncation=truncation,
                                   add_special_tokens=add_special_tokens, pad_to=None)
                      for first, second in zip(firsts, seconds)]
         if mode is not None and encodings:
@@ -720,6 +736,27 @@ class WordPieceTokenizer:
                 token = token[len(PREFIX):] if token.startswith(PREFIX) else " " + token
             out.append(_cleanup(token))
         return "".join(out)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a batch of encodings is built.
+
+    Why: a batch is many small lists that all stay alive, and the collector, counting
+    allocations, keeps starting full passes over the whole (growing) heap while they are
+    made; none can find garbage (encodings hold no reference cycles; reference counting frees
+    everything else at once). Measured on 2 MB of prose: a third of ``encode_batch``'s time,
+    and less total work even counting the one full pass the collector makes later. The same
+    remedy as Mercurial's ``util.nogc``; the collector is left as found (a caller that has it
+    disabled keeps it disabled).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 _CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
