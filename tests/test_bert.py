@@ -82,7 +82,8 @@ def test_our_checkpoint_loads_in_hugging_face_and_back(tmp_path, tiny_bert_kwarg
     with torch.no_grad():
         got = model(*batch)
         want = theirs(input_ids=batch[0], attention_mask=batch[1], token_type_ids=batch[2])
-    assert (got.prediction_logits - want.prediction_logits).abs().max() < 1e-5
+    real = batch[1].bool()  # padding positions carry no meaning (we skip them, HF computes them)
+    assert (got.prediction_logits - want.prediction_logits)[real].abs().max() < 1e-5
     assert (got.seq_relationship_logits - want.seq_relationship_logits).abs().max() < 1e-5
     theirs.save_pretrained(tmp_path / "hf")
     again = ours.BertForPreTraining.from_pretrained(tmp_path / "hf", sparse_mlm=False)
@@ -148,11 +149,14 @@ def test_task_heads_equal_hf(head, hf_head, kwargs, tiny_bert_kwargs):
     got = model(input_ids, attention_mask, token_type_ids, **extra)
     want = reference(input_ids=input_ids, attention_mask=attention_mask,
                      token_type_ids=token_type_ids, **hf_extra)
+    real = attention_mask.bool()  # token-level outputs are compared where tokens are real
     if head == "BertForQuestionAnswering":
-        assert (got.start_logits - want.start_logits).abs().max() < 1e-5
-        assert (got.end_logits - want.end_logits).abs().max() < 1e-5
+        assert (got.start_logits - want.start_logits)[real].abs().max() < 1e-5
+        assert (got.end_logits - want.end_logits)[real].abs().max() < 1e-5
     elif head == "BertForMaskedLM":
-        assert (got.prediction_logits - want.logits).abs().max() < 1e-5
+        assert (got.prediction_logits - want.logits)[real].abs().max() < 1e-5
+    elif head == "BertForTokenClassification":
+        assert (got.logits - want.logits)[real].abs().max() < 1e-5
     else:
         assert (got.logits - want.logits).abs().max() < 1e-5
     if extra:
@@ -271,3 +275,35 @@ def test_fused_qkv_cache_follows_weight_updates_at_inference():
     with torch.inference_mode():
         attention.key.bias.add_(1.0)
         assert torch.allclose(attention(states).context, separate(), atol=1e-6)
+
+
+def test_skipping_padding_changes_nothing_at_real_tokens(tiny_bert_kwargs):
+    """The packed path (token-wise layers on real tokens only) equals the padded path, forward
+    and backward, and is really taken when the batch has padding."""
+    from plmkit.models import attention as core
+
+    torch.manual_seed(0)
+    model = ours.BertModel(ours.BertConfig(**tiny_bert_kwargs)).eval()
+    input_ids, attention_mask, token_type_ids = padded_batch(99)
+    real = attention_mask.bool()
+    calls = []
+    original = core.pack
+    core.pack = lambda *a: calls.append(1) or original(*a)
+    try:
+        results = {}
+        for skip in (False, True):
+            model.skip_padding = skip
+            model.zero_grad()
+            out = model(input_ids, attention_mask, token_type_ids, output_hidden_states=True)
+            (out.last_hidden_state[real].sum() + out.pooler_output.sum()).backward()
+            results[skip] = (out, model.embeddings.word_embeddings.weight.grad.clone())
+    finally:
+        core.pack = original
+    (dense, dense_grad), (packed, packed_grad) = results[False], results[True]
+    assert calls, "the packed path was not used"
+    assert (dense.last_hidden_state - packed.last_hidden_state)[real].abs().max() < 1e-5
+    assert packed.last_hidden_state[~real].abs().max() == 0
+    assert (dense.pooler_output - packed.pooler_output).abs().max() < 1e-5
+    for a, b in zip(dense.hidden_states, packed.hidden_states):
+        assert (a - b)[real].abs().max() < 1e-5
+    assert (dense_grad - packed_grad).abs().max() < 1e-5

@@ -122,6 +122,43 @@ def scaled_dot_product_attention(
 
 
 @dataclass
+class PackedTokens:
+    """Where the real (non-padding) tokens of a padded (batch, length) batch sit.
+
+    Everything in a Transformer layer except attention itself works token by token (projections,
+    feed-forward, LayerNorm, residuals), so it can run on the real tokens only, packed into one
+    (tokens, width) matrix: padding costs no matrix multiply. Only attention needs the (batch,
+    length) layout; :func:`unpack` restores it (zeros at padding) and :func:`pack` leaves it.
+    """
+
+    index: Tensor  # flat positions (batch·length) of the real tokens, in order
+    batch: int
+    length: int
+
+    @classmethod
+    def from_mask(cls, attention_mask: Tensor) -> "PackedTokens":
+        batch, length = attention_mask.shape
+        index = attention_mask.reshape(-1).nonzero().squeeze(1)
+        return cls(index, batch, length)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.index.numel()
+
+
+def pack(states: Tensor, layout: PackedTokens) -> Tensor:
+    """(batch, length, width) → (tokens, width): keep the real tokens only."""
+    return states.reshape(layout.batch * layout.length, -1).index_select(0, layout.index)
+
+
+def unpack(packed: Tensor, layout: PackedTokens) -> Tensor:
+    """(tokens, width) → (batch, length, width) with zeros at the padding positions."""
+    full = packed.new_zeros(layout.batch * layout.length, packed.size(-1))
+    full = full.index_copy(0, layout.index, packed)
+    return full.view(layout.batch, layout.length, -1)
+
+
+@dataclass
 class KeyValueCache:
     """Keys and values of the positions already decoded, one per attention layer.
 
@@ -224,13 +261,27 @@ class MultiHeadAttention(nn.Module):
         cache: KeyValueCache | None = None,
         static_keys_values: tuple[Tensor, Tensor] | None = None,
         return_probabilities: bool = False,
+        packed: PackedTokens | None = None,
     ) -> AttentionOutput:
         """Attend from ``hidden_states`` to itself, or to ``key_value_states`` (cross-attention).
 
         ``cache`` extends self-attention keys/values step by step; ``static_keys_values`` reuses the
         already projected encoder keys/values across decoding steps (cross-attention).
+        ``packed``: self-attention over packed real tokens, ``hidden_states`` (tokens, width) in
+        and out (see :class:`PackedTokens`); ``bias`` still masks the padding keys.
         """
         heads = self.num_heads
+        if packed is not None:
+            if key_value_states is not None or cache is not None or static_keys_values is not None:
+                raise ValueError("packed tokens serve plain self-attention only")
+            weight, projection_bias = self.fused_projection()
+            projected = unpack(F.linear(hidden_states, weight, projection_bias), packed)
+            queries, keys, values = (split_heads(t, heads) for t in projected.chunk(3, dim=-1))
+            context, probabilities = scaled_dot_product_attention(
+                queries, keys, values, bias, is_causal=is_causal,
+                dropout=self.dropout if self.training else 0.0,
+                return_probabilities=return_probabilities)
+            return AttentionOutput(pack(merge_heads(context), packed), probabilities)
         if key_value_states is None and static_keys_values is None:
             queries, keys, values = self.project_self(hidden_states)
             keys, values = split_heads(keys, heads), split_heads(values, heads)
@@ -262,8 +313,11 @@ __all__ = [
     "AttentionOutput",
     "KeyValueCache",
     "MultiHeadAttention",
+    "PackedTokens",
     "attention_bias",
     "merge_heads",
+    "pack",
+    "unpack",
     "scaled_dot_product_attention",
     "split_heads",
 ]

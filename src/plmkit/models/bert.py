@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plmkit.errors import PlmError
-from plmkit.models.attention import MultiHeadAttention, attention_bias
+from plmkit.models.attention import (MultiHeadAttention, PackedTokens, attention_bias, pack,
+                                     unpack)
 from plmkit.models.pretrained import PretrainedMixin
 
 
@@ -193,8 +194,10 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(config)
 
     def forward(self, hidden_states: Tensor, bias: Tensor | None,
-                output_attentions: bool = False) -> tuple[Tensor, Tensor | None]:
-        attended = self.self(hidden_states, bias, return_probabilities=output_attentions)
+                output_attentions: bool = False, packed: PackedTokens | None = None,
+                ) -> tuple[Tensor, Tensor | None]:
+        attended = self.self(hidden_states, bias, return_probabilities=output_attentions,
+                             packed=packed)
         return self.output(attended.context, hidden_states), attended.probabilities
 
 
@@ -228,8 +231,9 @@ class BertLayer(nn.Module):
         self.output = BertOutput(config)
 
     def forward(self, hidden_states: Tensor, bias: Tensor | None,
-                output_attentions: bool = False) -> tuple[Tensor, Tensor | None]:
-        attended, probabilities = self.attention(hidden_states, bias, output_attentions)
+                output_attentions: bool = False, packed: PackedTokens | None = None,
+                ) -> tuple[Tensor, Tensor | None]:
+        attended, probabilities = self.attention(hidden_states, bias, output_attentions, packed)
         return self.output(self.intermediate(attended), attended), probabilities
 
 
@@ -240,16 +244,20 @@ class BertEncoder(nn.Module):
 
     def forward(self, hidden_states: Tensor, bias: Tensor | None, *,
                 output_attentions: bool = False, output_hidden_states: bool = False,
+                packed: PackedTokens | None = None,
                 ) -> tuple[Tensor, tuple[Tensor, ...] | None, tuple[Tensor, ...] | None]:
-        all_states = (hidden_states,) if output_hidden_states else None
+        """``packed``: ``hidden_states`` holds the real tokens only, (tokens, width); the
+        states returned are unpacked again to (batch, length, width), zeros at padding."""
+        full = (lambda states: unpack(states, packed)) if packed is not None else (lambda s: s)
+        all_states = (full(hidden_states),) if output_hidden_states else None
         all_attentions: tuple[Tensor, ...] | None = () if output_attentions else None
         for layer in self.layer:
-            hidden_states, probabilities = layer(hidden_states, bias, output_attentions)
+            hidden_states, probabilities = layer(hidden_states, bias, output_attentions, packed)
             if all_states is not None:
-                all_states += (hidden_states,)
+                all_states += (full(hidden_states),)
             if all_attentions is not None:
                 all_attentions += (probabilities,)
-        return hidden_states, all_states, all_attentions
+        return full(hidden_states), all_states, all_attentions
 
 
 class BertPooler(nn.Module):
@@ -315,6 +323,8 @@ class BertModel(BertPreTrainedModel):
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.skip_padding = True
+        self.min_padding = 0.05
         self.init_weights()
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
@@ -323,11 +333,30 @@ class BertModel(BertPreTrainedModel):
                 ) -> BertModelOutput:
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids)
         bias = attention_bias(attention_mask, embeddings.dtype)
+        packed = self._packing(attention_mask, bias)
         states, all_states, attentions = self.encoder(
-            embeddings, bias, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states)
+            pack(embeddings, packed) if packed is not None else embeddings, bias,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            packed=packed)
         pooled = self.pooler(states) if self.pooler is not None else None
         return BertModelOutput(states, pooled, all_states, attentions)
+
+    def _packing(self, attention_mask: Tensor | None, bias: Tensor | None) -> PackedTokens | None:
+        """Run the token-wise parts on real tokens only when the batch has enough padding.
+
+        ``skip_padding`` (default on) trades two gathers per layer for the matrix multiplies of
+        the padding positions; below ``min_padding`` (fraction of padding) the gathers cost more
+        than they save. Outputs at padding positions are then zeros (Hugging Face computes
+        meaningless values there; no head reads them). Not used inside ``torch.compile``, whose
+        graphs want static shapes.
+        """
+        if (not self.skip_padding or bias is None or attention_mask is None
+                or attention_mask.dim() != 2 or torch.compiler.is_compiling()):
+            return None
+        real = int(attention_mask.count_nonzero())
+        if real > (1.0 - self.min_padding) * attention_mask.numel():
+            return None
+        return PackedTokens.from_mask(attention_mask)
 
 
 # --------------------------------------------------------------------------------------------
@@ -534,6 +563,9 @@ class BertForQuestionAnswering(BertPreTrainedModel):
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=False)
+        # The span loss is a softmax over *every* position, padding included (as in HF and
+        # google-research/bert), so the padding states matter here: no packing.
+        self.bert.skip_padding = False
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.init_weights()
 
