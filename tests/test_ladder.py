@@ -37,7 +37,8 @@ def _polarity(path: Path, count: int, rng: random.Random) -> Path:
     for i in range(count):
         positive = i % 2 == 0
         word = rng.choice(GOOD if positive else BAD)
-        rows.append(f"\"{rng.choice(SUBJECTS)} was {word} , really {word}\",{1 if positive else -1}")
+        text = f"{rng.choice(SUBJECTS)} was {word} , really {word}"
+        rows.append(f"\"{text}\",{1 if positive else -1}")
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
 

@@ -5,20 +5,20 @@ unlabelled text — the Penn Treebank training split (capped by the budget) for 
 characters of People's Daily's NER training split for Chinese — with plmkit's own code, then
 used on the same two downstream tasks the way its era used it:
 
-=========  =========================================  =============================================
-generation pre-training                                downstream (polarity / NER)
-=========  =========================================  =============================================
-ngram      KN5 counts                                  class-conditional KN bigram LMs + Bayes rule
-                                                       / a bigram HMM tagger (Viterbi): counting only
-nnlm       Bengio's NNLM (Trainer)                     its frozen word embeddings C, a ±1-word
-                                                       window, one linear layer
-word2vec   skip-gram with negative sampling            frozen vectors, ±1-word window, linear layer
-lstm       2-layer LSTM LM, tied embeddings (Trainer)  frozen states of every layer, learned scalar
-                                                       mix, linear layer
-elmo       biLM, forward + backward (Trainer)          frozen biLM, learned scalar mix, linear layer
-gpt        GPT decoder, causal LM (Trainer)            fine-tuned: last token / every token → linear
-bert       BERT, MLM + NSP (Trainer)                   fine-tuned with ``plm finetune``'s recipe
-=========  =========================================  =============================================
+=========  ========================================  ===========================================
+generation pre-training                               downstream (polarity / NER)
+=========  ========================================  ===========================================
+ngram      Kneser-Ney 5-gram counts                  class-conditional KN bigram LMs + Bayes rule;
+                                                     a bigram HMM tagger (Viterbi): counting only
+nnlm       Bengio's NNLM (Trainer)                   its frozen embeddings C, ±1-word window,
+                                                     small tanh head (Collobert & Weston)
+word2vec   skip-gram with negative sampling          frozen vectors, ±1-word window, tanh head
+lstm       2-layer LSTM LM, tied (Trainer)           frozen states of every layer, learned
+                                                     scalar mix, tanh head
+elmo       biLM, forward + backward (Trainer)        frozen biLM, learned scalar mix, tanh head
+gpt        GPT decoder, causal LM (Trainer)          fine-tuned: last token / every token → linear
+bert       BERT, MLM + NSP (Trainer)                 fine-tuned with ``plm finetune``'s recipe
+=========  ========================================  ===========================================
 
 Every generation shares one word vocabulary (the capped PTB training text, ``<unk>`` for the rest;
 BERT's WordPiece vocabulary is the same word list), so the held-out perplexities — word-level,
@@ -709,7 +709,8 @@ class Ladder:
         result = finetune(FinetuneConfig(
             task=settings.task, model=str(checkpoint), train=str(train), dev=str(dev),
             output_dir=str(self.work / f"bert-{task}"), epochs=self.plan.finetune_epochs,
-            eval_every=10**9, batch_size=32, learning_rate=5e-4, warmup_ratio=0.1, seed=self.config.seed,
+            eval_every=10**9, batch_size=32, learning_rate=5e-4, warmup_ratio=0.1,
+            seed=self.config.seed,
             progress=self.config.progress, plot=False, device="cpu", keep_last=1,
             settings=settings))
         return float(result.dev_metrics.get(metric, 0.0))
@@ -886,7 +887,8 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
     return rows
 
 
-__all__ = ["GENERATIONS", "LadderConfig", "Plan", "Row", "LadderData", "FeatureHead", "FeatureHeadConfig",
-           "WindowEmbeddings", "FrozenLayers", "RecurrentFeatures", "ElmoFeatures", "GPTFeatures", "load_data",
-           "run_ladder", "markdown_table", "plot_ladder", "write_outputs", "words_of",
+__all__ = ["GENERATIONS", "LadderConfig", "Plan", "Row", "LadderData", "FeatureHead",
+           "FeatureHeadConfig", "WindowEmbeddings", "FrozenLayers", "RecurrentFeatures",
+           "ElmoFeatures", "GPTFeatures", "load_data", "run_ladder", "markdown_table",
+           "plot_ladder", "write_outputs", "words_of",
            "ngram_classifier_accuracy", "hmm_tagger_f1"]

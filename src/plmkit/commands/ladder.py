@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"comma-separated subset of {','.join(GENERATIONS)}")
     parser.add_argument("--corpus", default="ptb",
                         help="pre-training text: 'ptb' or a file, one sentence per line")
-    parser.add_argument("--test-corpus", help="held-out text for perplexity (ptb: its test split)")
+    parser.add_argument("--test-corpus",
+                        help="held-out text for perplexity (ptb: its test split)")
     parser.add_argument("--polarity", nargs=2, metavar=("TRAIN", "DEV"),
                         help="CSV text,label files (default: Pang & Lee polarity)")
     parser.add_argument("--ner", nargs=2, metavar=("TRAIN", "DEV"),
