@@ -560,3 +560,35 @@ def test_too_long_rows_are_truncated_or_windowed_by_predict(trained, tmp_path):
         assert len(rows) == (2 if task == "classify" else 1)
         if task == "tag":
             assert len(rows[0]["tags"]) == 160
+
+
+def test_squad_v2_file_trains_and_scores_has_and_no_answer(base, tmp_path):
+    rng = random.Random(3)
+    paragraphs = []
+    for number in range(64):
+        paragraph = _qa_paragraph(rng, f"v2-{number}")
+        if number % 2:  # ask about someone the passage does not mention
+            absent = next(n for n in NAMES if n not in paragraph["context"])
+            paragraph["qas"] = [{"id": f"v2-{number}", "question": f"where does {absent} live ?",
+                                 "answers": [], "is_impossible": True}]
+        paragraphs.append(paragraph)
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs":
+                                                              paragraphs}]}), encoding="utf-8")
+    output = tmp_path / "qa2"
+    result = finetune(FinetuneConfig(
+        task="qa", model=str(base), train=str(path), dev=str(path), output_dir=str(output),
+        epochs=2, batch_size=16, learning_rate=5e-3, progress=False, plot=False,
+        settings=TaskSettings(task="qa", max_length=32, doc_stride=8)))
+    assert json.loads((output / "task.json").read_text())["version_2_with_negative"] is True
+    assert {"HasAns_f1", "NoAns_f1", "best_f1", "best_f1_thresh"} <= set(result.dev_metrics)
+    assert result.dev_metrics["HasAns_total"] == result.dev_metrics["NoAns_total"] == 32
+    out = tmp_path / "pred.jsonl"
+    assert _cli("predict", "--model", str(output), "--input", str(path), "--output", str(out),
+                "--details", "--null-score-diff-threshold", "-1000") == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert all(r["answer"] == "" and r["start"] is None for r in rows)  # null always wins
+    assert _cli("predict", "--model", str(output), "--input", str(path), "--output", str(out),
+                "--null-score-diff-threshold", "1000") == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert all(r["answer"] != "" for r in rows)  # a span always wins
