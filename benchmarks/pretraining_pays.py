@@ -138,6 +138,53 @@ def pretraining_gains(results: list[dict], inits: list[str], families: list[str]
     return rows
 
 
+def architecture(folder: Path) -> list:
+    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+            "intermediate_size")
+    config = json.loads((folder / "config.json").read_text())
+    return [config.get(k) for k in keys]
+
+
+def reusable(paths: str, recipe: dict) -> dict[str, dict]:
+    """Results of earlier runs (comma-separated JSON files) with the same recipe, keyed by what
+    was run (init, family, fraction, architecture, checkpoint), so one table can be completed
+    without re-running rows already measured (e.g. when our own checkpoint arrives later)."""
+    done = {}
+    for result in (r for path in paths.split(",") for r in json.loads(Path(path).read_text())):
+        if result.get("recipe") != recipe:
+            continue
+        identity = {k: result.get(k) for k in ("init", "family", "fraction", "architecture",
+                                                "checkpoint")}
+        done[json.dumps(identity, sort_keys=True)] = result
+    print(f"reusing {len(done)} results of {paths} measured with the same recipe")
+    return done
+
+
+def choose_inits(args, minilm: Path, work: Path) -> dict[str, tuple[Path, float]]:
+    """The rows asked for by ``--inits``, each with its learning rate."""
+    wanted = set((args.inits or "random,random-ours,ours,minilm").split(","))
+    differs = bool(args.pretrained) and not same_architecture(Path(args.pretrained), minilm)
+    if args.quick and args.inits is None and differs:
+        wanted.discard("random")
+    inits: dict[str, tuple[Path, float]] = {}
+    if "random" in wanted:
+        inits["random"] = (random_init(minilm, work / "random", args.seed), args.random_lr)
+    if args.pretrained:
+        ours = Path(args.pretrained)
+        if not (ours / "config.json").exists():
+            raise SystemExit(f"{ours}: no config.json, not a pre-trained checkpoint")
+        if not same_architecture(ours, minilm) and "random-ours" in wanted:
+            inits["random-ours"] = (random_init(ours, work / "random-ours", args.seed),
+                                    args.random_lr)
+        if "ours" in wanted:
+            inits["ours"] = (ours, args.lr)
+    else:
+        print("(no --pretrained checkpoint: the 'ours' row is skipped)")
+    if "minilm" in wanted:
+        inits["minilm"] = (minilm, args.lr)
+    return inits
+
+
 def plot(results: list[dict], inits: list[str], families: list[str], fractions: list[float],
          path: Path) -> None:
     import matplotlib
@@ -170,9 +217,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pretrained", default=None, help="our own pre-trained checkpoint")
     parser.add_argument("--families", default=",".join(FAMILIES))
-    parser.add_argument("--inits", default="random,random-ours,ours,minilm",
+    parser.add_argument("--inits", default=None,
                         help="rows to run, of random, random-ours, ours, minilm (random-ours is "
-                             "only run when ours has another architecture than MiniLM)")
+                             "only run when ours has another architecture than MiniLM); default "
+                             "all, or with --quick all but 'random' when random-ours stands in "
+                             "for it as the from-scratch baseline")
     parser.add_argument("--fractions", default="0.1,0.3,1.0")
     parser.add_argument("--max-train", type=int, default=3000)
     parser.add_argument("--max-dev", type=int, default=500)
@@ -187,6 +236,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="320 train / 160 dev items, 2 epochs, max length 64")
     parser.add_argument("--output", default="runs/benchmarks")
+    parser.add_argument("--reuse", default=None,
+                        help="pretraining_pays.json of an earlier run: rows measured there with "
+                             "the same recipe are taken as they are, not re-run")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -201,27 +253,15 @@ def main() -> None:
     print(f"recipe: train ≤{args.max_train}, dev ≤{args.max_dev}, epochs={args.epochs}, "
           f"batch={args.batch_size}, lr={args.lr} (random: {args.random_lr}), "
           f"max_length={args.max_length}")
+    recipe = {key: getattr(args, key) for key in ("max_train", "max_dev", "epochs", "batch_size",
+                                                   "lr", "random_lr", "max_length", "seed")}
+    done = reusable(args.reuse, recipe) if args.reuse else {}
+    output = Path(args.output)
     results: list[dict] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        wanted = set(args.inits.split(","))
-        inits: dict[str, tuple[Path, float]] = {}
-        if "random" in wanted:
-            inits["random"] = (random_init(minilm, work / "random", args.seed), args.random_lr)
-        if args.pretrained:
-            ours = Path(args.pretrained)
-            if not (ours / "config.json").exists():
-                raise SystemExit(f"{ours}: no config.json, not a pre-trained checkpoint")
-            if not same_architecture(ours, minilm) and "random-ours" in wanted:
-                inits["random-ours"] = (random_init(ours, work / "random-ours", args.seed),
-                                        args.random_lr)
-            if "ours" in wanted:
-                inits["ours"] = (ours, args.lr)
-        else:
-            print("(no --pretrained checkpoint: the 'ours' row is skipped)")
-        if "minilm" in wanted:
-            inits["minilm"] = (minilm, args.lr)
+        inits = choose_inits(args, minilm, work)
         for family in families:
             dataset, task, _, _ = FAMILIES[family]
             splits = getattr(datasets, dataset)()
@@ -231,11 +271,25 @@ def main() -> None:
                            args.seed)
             for name, (folder, lr) in inits.items():
                 for fraction in fractions:
-                    score, seconds = run(folder, family, train, dev, fraction, lr, args, work)
-                    results.append({"init": name, "family": family, "fraction": fraction,
-                                    "score": score, "seconds": seconds})
+                    identity = {"init": name, "family": family, "fraction": fraction,
+                                "architecture": architecture(folder),
+                                "checkpoint": str(folder) if name == "ours" else None}
+                    key = json.dumps(identity, sort_keys=True)
+                    if key in done:
+                        result = done[key]
+                        note = "reused"
+                    else:
+                        score, seconds = run(folder, family, train, dev, fraction, lr, args,
+                                             work)
+                        result = {**identity, "score": score, "seconds": seconds,
+                                  "recipe": recipe}
+                        note = f"{seconds:.0f}s"
+                    results.append(result)
+                    output.mkdir(parents=True, exist_ok=True)  # kept up to date, run by run
+                    (output / "pretraining_pays.json").write_text(json.dumps(results, indent=2)
+                                                                  + "\n")
                     print(f"{family:17s} {name:12s} {int(100 * fraction):3d}%  "
-                          f"{score:6.2f}  ({seconds:.0f}s)", flush=True)
+                          f"{result['score']:6.2f}  ({note})", flush=True)
     rows = []
     for name in inits:
         row: dict = {"init": name}
@@ -251,8 +305,6 @@ def main() -> None:
     if gains:
         print("\ngain of pre-training (dev points over the random init of the same architecture)")
         print(table(gains, list(gains[0])))
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
     plot(results, list(inits), families, fractions, output / "pretraining_pays.png")
     (output / "pretraining_pays.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n{time.perf_counter() - started:.0f}s; wrote {output / 'pretraining_pays.png'}")
