@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     train.add_argument("--dropout", type=float, default=0.0)
     train.add_argument("--min-count", type=int, default=1,
                        help="word level: rarer words become <unk>")
+    train.add_argument("--lowercase", action="store_true",
+                       help="lowercase the text (the saved tokenizer lowercases what it reads "
+                            "later, e.g. fine-tuning data)")
     train.add_argument("--eval-every", type=int, default=0)
     train.add_argument("--eval-tokens", type=int, default=None,
                        help="evaluate on the first N held-out tokens only")
@@ -110,7 +113,7 @@ def run_train(args: argparse.Namespace) -> int:
     setup = GPTPretrainingConfig(
         corpus=args.corpus, level=args.level, size=args.size, block_size=args.block_size,
         batch_size=args.batch_size, dropout=args.dropout, min_count=args.min_count,
-        eval_tokens=args.eval_tokens)
+        eval_tokens=args.eval_tokens, lowercase=args.lowercase)
     if args.batch_size < 1:
         raise PlmError("--batch-size must be ≥ 1", field="batch_size")
     training = TrainingConfig(
