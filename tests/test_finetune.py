@@ -592,3 +592,17 @@ def test_squad_v2_file_trains_and_scores_has_and_no_answer(base, tmp_path):
                 "--null-score-diff-threshold", "1000") == 0
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert all(r["answer"] != "" for r in rows)  # a span always wins
+
+
+def test_entity_type_seen_only_in_dev_joins_the_label_set(base, tmp_path):
+    train = tmp_path / "train.conll"
+    write_conll(train, [(["john", "lives", "in", "paris"], ["B-PER", "O", "O", "B-LOC"])] * 8)
+    dev = tmp_path / "dev.conll"
+    write_conll(dev, [(["john", "works", "at", "acme"], ["B-PER", "O", "O", "B-ORG"])] * 2)
+    result = finetune(FinetuneConfig(
+        task="tag", model=str(base), train=str(train), dev=str(dev), max_steps=1, batch_size=8,
+        output_dir=str(tmp_path / "run"), progress=False, plot=False,
+        settings=TaskSettings(task="tag")))
+    labels = json.loads((tmp_path / "run" / "config.json").read_text())["label2id"]
+    assert set(labels) == {"O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"}
+    assert {"precision", "recall", "f1"} <= set(result.dev_metrics)  # dev was scored

@@ -560,11 +560,16 @@ def subsample(examples: list, fraction: float, seed: int) -> list:
     return [examples[i] for i in keep]
 
 
-def training_labels(settings: TaskSettings, examples: list) -> list[str] | None:
+def training_labels(settings: TaskSettings, examples: list,
+                    dev_examples: list | None = None) -> list[str] | None:
+    """The model's label set. Classes come from the training file alone (a dev label never seen
+    in training is an error, usually a typo); entity types come from train and dev, since a
+    small training sample may simply lack a rare type (ORG) that dev has."""
     if settings.task in ("classify", "pair"):
         return None if settings.regression else label_list(str(e.label) for e in examples)
     if settings.task == "tag":
-        return tag_label_set(prepare_tags(examples, settings.scheme), settings.scheme)
+        sentences = list(examples) + list(dev_examples or [])
+        return tag_label_set(prepare_tags(sentences, settings.scheme), settings.scheme)
     return None
 
 
@@ -594,13 +599,13 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     if settings.task == "qa":
         settings.version_2_with_negative = settings.version_2_with_negative or any(
             e.is_impossible for e in train_examples)
-    labels = training_labels(settings, train_examples)
+    dev_examples = read_examples(settings, config.dev) if config.dev else None
+    labels = training_labels(settings, train_examples, dev_examples)
     model = build_model(settings, folder, labels)
     label2id = model.config.label2id if labels is not None else None
     train = featurize(settings, tokenizer, train_examples, label2id, training=True)
     dev = None
-    if config.dev:
-        dev_examples = read_examples(settings, config.dev)
+    if dev_examples is not None:
         if settings.task == "qa" and any(e.is_impossible for e in dev_examples):
             settings.version_2_with_negative = True
         dev = featurize(settings, tokenizer, dev_examples, label2id, training=False)
