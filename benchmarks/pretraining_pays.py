@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -108,14 +110,28 @@ def run(init: Path, family: str, train: Path, dev: Path, fraction: float, lr: fl
     from plmkit.training.finetune import FinetuneConfig, TaskSettings, finetune
 
     _, task, metric, scale = FAMILIES[family]
+    settings = TaskSettings(task=task, max_length=args.max_length)
     started = time.perf_counter()
+    # A small share gets as many passes as it takes to reach --min-steps updates: the curve then
+    # measures how much labelled data each init needs, not how few updates it was given.
+    examples = max(1, round(count_items(settings, train) * fraction))
+    steps = max(args.min_steps, math.ceil(args.epochs * math.ceil(examples / args.batch_size)))
+    output = work / "run"
+    shutil.rmtree(output, ignore_errors=True)
     result = finetune(FinetuneConfig(
         task=task, model=str(init), train=str(train), dev=str(dev),
-        output_dir=str(work / "run"), epochs=args.epochs, batch_size=args.batch_size,
+        output_dir=str(output), max_steps=steps, batch_size=args.batch_size,
+        eval_every=max(1, math.ceil(steps / args.evals)),
         learning_rate=lr, warmup_ratio=0.1, seed=args.seed, train_fraction=fraction,
-        progress=False, plot=False, device="cpu", keep_last=1,
-        settings=TaskSettings(task=task, max_length=args.max_length)))
+        progress=False, plot=False, device="cpu", keep_last=1, settings=settings))
+    shutil.rmtree(output, ignore_errors=True)
     return scale * result.dev_metrics.get(metric, 0.0), time.perf_counter() - started
+
+
+def count_items(settings, path: Path) -> int:
+    from plmkit.training.finetune import read_examples
+
+    return len(read_examples(settings.resolved(), path))
 
 
 def pretraining_gains(results: list[dict], inits: list[str], families: list[str],
@@ -226,6 +242,10 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=3000)
     parser.add_argument("--max-dev", type=int, default=500)
     parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--min-steps", type=int, default=0,
+                        help="at least this many updates per run (small shares repeat)")
+    parser.add_argument("--evals", type=int, default=3,
+                        help="dev evaluations per run; the best one is reported")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4, help="for pre-trained inits")
     parser.add_argument("--random-lr", type=float, default=3e-4, help="for random inits")
@@ -252,9 +272,10 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"recipe: train ≤{args.max_train}, dev ≤{args.max_dev}, epochs={args.epochs}, "
           f"batch={args.batch_size}, lr={args.lr} (random: {args.random_lr}), "
-          f"max_length={args.max_length}")
+          f"max_length={args.max_length}, min_steps={args.min_steps}, evals={args.evals}")
     recipe = {key: getattr(args, key) for key in ("max_train", "max_dev", "epochs", "batch_size",
-                                                   "lr", "random_lr", "max_length", "seed")}
+                                                   "lr", "random_lr", "max_length", "seed",
+                                                   "min_steps", "evals")}
     done = reusable(args.reuse, recipe) if args.reuse else {}
     output = Path(args.output)
     results: list[dict] = []

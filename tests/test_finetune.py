@@ -606,3 +606,12 @@ def test_entity_type_seen_only_in_dev_joins_the_label_set(base, tmp_path):
     labels = json.loads((tmp_path / "run" / "config.json").read_text())["label2id"]
     assert set(labels) == {"O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"}
     assert {"precision", "recall", "f1"} <= set(result.dev_metrics)  # dev was scored
+
+
+def test_an_output_folder_holding_another_run_is_refused(trained, data, capsys):
+    before = (trained["classify"] / "metrics.jsonl").read_text()
+    assert _cli("finetune", "--task", "classify", "--model", str(trained["classify"]),
+                "--train", str(data["classify_train"]), "--output", str(trained["classify"]),
+                "--max-steps", "1", "--no-progress") == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert (trained["classify"] / "metrics.jsonl").read_text() == before

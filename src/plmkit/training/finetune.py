@@ -585,6 +585,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     if not config.train:
         raise PlmError("give the training data (--train)", field="train")
     folder = Path(config.model)
+    _check_fresh_output(Path(config.output_dir))
     saved = _checkpoint_config(folder)
     settings = config.settings.resolved(saved.get("max_position_embeddings"))
     tokenizer = load_tokenizer(folder)
@@ -647,6 +648,15 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     write_text_atomic(output / "results.json", json.dumps(summary, indent=2) + "\n")
     return FinetuneResult(output, dev_metrics, test_metrics, result.best_checkpoint,
                           result.global_step, len(train_examples), seconds)
+
+
+def _check_fresh_output(output: Path) -> None:
+    """Refuse a folder that holds another run: its metrics.jsonl would be appended to (mixing
+    two runs in the curves and in the choice of the best evaluation) and its checkpoints
+    mistaken for ours."""
+    if (output / "metrics.jsonl").exists() or any(output.glob("checkpoint-*")):
+        raise PlmError("the output folder already holds a training run; choose another "
+                       "--output or remove this one", path=output)
 
 
 def _best_eval(output: Path, best: Path | None) -> dict[str, float]:
