@@ -199,8 +199,8 @@ def test_batch_path_equals_text_by_text(tok: WordPieceTokenizer) -> None:
     # (specials written in the text, removed or accent-stripped characters) in the same batch.
     texts = ["Hello, unaffable world!", "  a\tb\n\nc  ", "", "   ", "x" * 120 + " the",
              "unaffable running abbc.", "a\x00b café", "the [MASK] a", "中国, the b!",
-             "Hello, unaffable world!"]
-    pairs = ["a b c a b c", None, "the", "", "hello", None, "b", "c", None, "the the"]
+             "Hello, unaffable world!", "a\x07b c"]
+    pairs = ["a b c a b c", None, "the", "", "hello", None, "b", "c", None, "the the", "a"]
     fields = ("ids", "tokens", "type_ids", "attention_mask", "offsets", "special_tokens_mask",
               "word_ids", "sequence_ids")
     for kwargs in ({}, {"add_special_tokens": False}, {"max_length": 6},
@@ -215,6 +215,9 @@ def test_batch_path_equals_text_by_text(tok: WordPieceTokenizer) -> None:
                 for field in fields:
                     assert getattr(encoding, field) == getattr(single, field), (i, field, kwargs)
                 assert encoding == single
+    # all-ASCII batches are cut in one go, unless a control character forces text by text
+    for batch in (texts[:2] + texts[4:6], texts[:2] + ["a\x07b c"]):
+        assert tok.encode_batch(batch) == [tok.encode(t) for t in batch]
 
 
 def test_batch_leaves_the_garbage_collector_as_found(tok: WordPieceTokenizer) -> None:

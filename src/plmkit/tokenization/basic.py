@@ -164,6 +164,17 @@ class BasicTokenizer:
             return None
         return self._spaced_words.findall(normalized)
 
+    def split_spaced_joined(self, texts: list[str]) -> list[str] | None:
+        """:meth:`split_spaced` of ASCII texts joined by one space, in one go, or ``None``.
+
+        ``None`` unless every text is ASCII without control characters (then cutting the
+        joined text is the same as cutting each text, the space keeping words apart).
+        """
+        joined = " ".join(texts)
+        if not joined.isascii() or _ASCII_CONTROL.search(joined):
+            return None
+        return self._ascii_spaced_words.findall(joined.lower() if self.lowercase else joined)
+
     def split_with_alignment(self, text: str, base: int = 0) -> list[tuple[str, Alignment]]:
         """The words of ``text`` and, for each, where its characters are in the original text.
 

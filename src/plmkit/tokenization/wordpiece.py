@@ -527,25 +527,44 @@ class WordPieceTokenizer:
             self._pieces_of_text(word, word_index=index, pieces=pieces)
         return pieces
 
-    def _pieces_batch(self, texts: Sequence[TextInput],
-                      is_split_into_words: bool) -> Iterator[Pieces]:
-        """:meth:`_pieces` of each text, in order; plain texts go through the batch path (see
-        :mod:`plmkit.tokenization.batch`), the others one by one."""
-        others: dict[int, Pieces] = {}
-        spaced = []
-        split_spaced = self.basic.split_spaced
+    def _pieces_batch(self, texts: Sequence[TextInput], is_split_into_words: bool,
+                      join_ascii: bool = True) -> Iterator[Pieces]:
+        """:meth:`_pieces` of each text, in order.
+
+        Plain texts go through the batch path (:mod:`plmkit.tokenization.batch`): the ASCII
+        ones all cut in one go, the others text by text; texts with special tokens written in
+        them, lists of words and texts whose normalisation changes lengths go one by one.
+        """
+        source = bytearray(len(texts))  # per text: 0 ASCII batch, 1 other batch, 2 one by one
+        ascii_texts: list[str] = []
+        spaced: list[list[str]] = []
+        others: list[Pieces] = []
+        specials = self._special_re is not None
         for i, text in enumerate(texts):
             if not is_split_into_words and type(text) is str and not (
-                    self._special_re is not None and self._may_hold_special(text)):
-                tokens = split_spaced(text)
+                    specials and self._may_hold_special(text)):
+                if join_ascii and text.isascii():
+                    ascii_texts.append(text)
+                    continue
+                tokens = self.basic.split_spaced(text)
                 if tokens is not None:
                     spaced.append(tokens)
+                    source[i] = 1
                     continue
-            others[i] = self._pieces(text, is_split_into_words)
-        batch = self._table.pieces(spaced) if spaced else iter(())
-        if not others:
-            return batch
-        return (others[i] if i in others else next(batch) for i in range(len(texts)))
+            others.append(self._pieces(text, is_split_into_words))
+            source[i] = 2
+        batches = [iter(()), iter(()), iter(others)]
+        if ascii_texts:
+            tokens = self.basic.split_spaced_joined(ascii_texts)
+            if tokens is not None:
+                batches[0] = self._table.pieces_joined(tokens, list(map(len, ascii_texts)))
+            else:  # control characters somewhere: cut text by text
+                batches[0] = self._pieces_batch(ascii_texts, False, join_ascii=False)
+        if spaced:
+            batches[1] = self._table.pieces(spaced)
+        if not spaced and not others:
+            return batches[0]
+        return map(next, map(batches.__getitem__, source))
 
     def tokenize(self, text: str) -> list[str]:
         """The WordPiece tokens of ``text`` (no ``[CLS]``/``[SEP]``)."""
