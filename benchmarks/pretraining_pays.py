@@ -11,9 +11,15 @@ Families (columns), each on a fixed random share (10% / 30% / 100%) of a capped 
   polarity (classify, dev accuracy), wic (pair, dev accuracy),
   wordnet_qa (span QA, dev SQuAD F1), people_daily_ner (tagging, dev entity F1)
 
-Every number is a dev metric in percent, from the best epoch (the Trainer keeps it). Random
-inits get a higher learning rate (``--random-lr``) — the usual recipe for training from scratch —
-so the comparison is not won by an unfair learning rate.
+Every number is a dev metric in percent, from the best of ``--evals`` evaluations (the Trainer
+keeps that model). Random inits get a higher learning rate (``--random-lr``) — the usual recipe
+for training from scratch — so the comparison is not won by an unfair learning rate. With
+``--min-steps`` a small share is repeated until it has had that many updates, so the learning
+curve compares how much *labelled data* each init needs rather than how few updates it got.
+
+A second table gives the gain of pre-training: ours − random-ours and minilm − random (dev
+points, same architecture on both sides). ``--reuse`` completes a table from earlier JSON results
+measured with the same recipe (e.g. add the ``ours`` row when a longer pre-training finishes).
 
     python benchmarks/pretraining_pays.py --quick                     # a few minutes (make demo)
     python benchmarks/pretraining_pays.py --pretrained runs/pretrain  # the full table
