@@ -240,7 +240,7 @@ def test_batch_leaves_the_garbage_collector_as_found(tok: WordPieceTokenizer) ->
 def test_spaced_word_table_starts_afresh_when_full(tok: WordPieceTokenizer) -> None:
     from plmkit.tokenization.batch import SpacedWordTable
 
-    table = SpacedWordTable(tok._wordpiece, capacity=4)
+    table = SpacedWordTable(tok._word_pieces, capacity=4)
     texts = ["the a b", "c unaffable the", "running a", " hello  world ,", "abbc"] * 3
     spaced = [tok.basic.split_spaced(t) for t in texts]
     expected = [tok.encode(t, add_special_tokens=False) for t in texts]

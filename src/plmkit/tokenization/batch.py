@@ -59,20 +59,21 @@ class SpacedWordTable:
 
     def rows(self, tokens: list[str]) -> np.ndarray:
         """Row of each spaced word, adding the ones not yet in the table."""
-        rows = np.fromiter(map(self._row.get, tokens, repeat(-1)), dtype=np.int64,
-                           count=len(tokens))
-        missing = np.flatnonzero(rows < 0)
-        if len(missing):
+        if self._row:
+            rows = np.fromiter(map(self._row.get, tokens, repeat(-1)), dtype=np.int64,
+                               count=len(tokens))
+            missing = np.flatnonzero(rows < 0)
+            if not len(missing):
+                return rows
             new = set(map(tokens.__getitem__, missing.tolist()))
-            if len(self._row) + len(new) > self._capacity:
-                self.clear()
-                new = set(tokens)
-                missing = np.arange(len(tokens))
-            self._add(new)
-            rows[missing] = np.fromiter(map(self._row.__getitem__,
-                                            map(tokens.__getitem__, missing.tolist())),
-                                        dtype=np.int64, count=len(missing))
-        return rows
+        else:
+            new = set(tokens)
+        if len(self._row) + len(new) > self._capacity:
+            self.clear()
+            new = set(tokens)
+        self._add(new)
+        return np.fromiter(map(self._row.__getitem__, tokens), dtype=np.int64,
+                           count=len(tokens))
 
     def _add(self, tokens: set[str]) -> None:
         lengths, counts, gaps, ids, ends = [], [], [], [], []

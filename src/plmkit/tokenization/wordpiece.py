@@ -9,7 +9,10 @@ what BERT was trained with, so it is what must be reproduced.
 
 Speed: the same words come back again and again (Zipf's law), so each word's pieces are cached
 (word → ids); a corpus is then mostly one dictionary lookup per word. The inner loop only tries
-prefixes as long as the longest vocabulary entry.
+prefixes as long as the longest vocabulary entry. ``encode_batch`` goes further: plain texts
+are cut in one pass per batch and their pieces, offsets and word ids come out of array
+arithmetic over a cache of "spaced words" (:mod:`plmkit.tokenization.batch`), with the
+garbage collector paused while the batch is built (see ``_collector_paused``).
 """
 
 from __future__ import annotations
@@ -191,8 +194,8 @@ class WordPieceTokenizer:
         self._max_first = max(map(len, tokens))
         self._max_continuation = max(map(len, self._continuations), default=0)
         self._cache: dict[str, tuple[int, ...]] = {}
-        self._span_cache: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int], ...]]] = {}
-        self._table = SpacedWordTable(self._wordpiece, CACHE_SIZE)
+        self._ends_cache: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self._table = SpacedWordTable(self._word_pieces, CACHE_SIZE)
 
     def _setup_special_matching(self) -> None:
         specials = [t for t in [*self._special_names.values(), *self._additional]
@@ -299,13 +302,13 @@ class WordPieceTokenizer:
     def __getstate__(self) -> dict:  # pickle without the word cache (for worker processes)
         state = self.__dict__.copy()
         state["_cache"] = {}
-        state["_span_cache"] = {}
+        state["_ends_cache"] = {}
         del state["_table"]
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._table = SpacedWordTable(self._wordpiece, CACHE_SIZE)
+        self._table = SpacedWordTable(self._word_pieces, CACHE_SIZE)
 
     def __repr__(self) -> str:
         return (f"WordPieceTokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase}, "
@@ -444,15 +447,13 @@ class WordPieceTokenizer:
             self._cache[word] = pieces
         return pieces
 
-    def _pieces_and_spans(self, word: str) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
-        """Piece ids of a word and each piece's character span inside it, through a cache."""
-        entry = self._span_cache.get(word)
+    def _word_pieces(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """:meth:`_wordpiece` (piece ids and where each ends) through a cache."""
+        entry = self._ends_cache.get(word)
         if entry is None:
-            pieces, ends = self._wordpiece(word)
-            spans = tuple(zip((0, *ends[:-1]), ends))
-            if len(self._span_cache) >= CACHE_SIZE:
-                self._span_cache.clear()
-            entry = self._span_cache[word] = (pieces, spans)
+            if len(self._ends_cache) >= CACHE_SIZE:
+                self._ends_cache.clear()
+            entry = self._ends_cache[word] = self._wordpiece(word)
         return entry
 
     # ------------------------------------------------------------------ text → pieces
@@ -475,17 +476,14 @@ class WordPieceTokenizer:
                    word_index: int | None, first_word: int) -> int:
         """Append the pieces of ``words``; word ids count from ``first_word`` (or are fixed)."""
         ids, offsets, counts = pieces.ids, pieces.offsets, pieces.word_counts
-        lookup = self._span_cache.get
+        lookup = self._ends_cache.get
         number = first_word
         for word, alignment in words:
-            entry = lookup(word) or self._pieces_and_spans(word)
-            piece_ids, spans = entry
+            piece_ids, ends = lookup(word) or self._word_pieces(word)
             ids.extend(piece_ids)
+            spans = zip((0, *ends[:-1]), ends)
             if isinstance(alignment, int):
-                if len(piece_ids) == 1:
-                    offsets.append((alignment, alignment + len(word)))
-                else:
-                    offsets.extend([(alignment + a, alignment + b) for a, b in spans])
+                offsets.extend([(alignment + a, alignment + b) for a, b in spans])
             else:
                 offsets.extend([(alignment[a], alignment[b - 1] + 1) for a, b in spans])
             counts.append(len(piece_ids))
