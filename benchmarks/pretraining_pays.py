@@ -260,7 +260,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0 = default; 1 is steadier on a busy machine)")
     parser.add_argument("--quick", action="store_true",
-                        help="320 train / 160 dev items, 2 epochs, max length 64")
+                        help="320 train / 160 dev items, 2 epochs, 2 evaluations, max length 64")
     parser.add_argument("--output", default="runs/benchmarks")
     parser.add_argument("--reuse", default=None,
                         help="pretraining_pays.json of an earlier run: rows measured there with "
@@ -270,6 +270,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.max_train, args.max_dev, args.epochs, args.max_length = 320, 160, 2, 64
+        args.evals = 2
     import plmkit.datasets as datasets
 
     families = args.families.split(",")
