@@ -47,6 +47,7 @@ class SpacedWordTable:
 
     def clear(self) -> None:
         self._row: dict[str, int] = {}
+        self._pairs = _OffsetPairs()
         self.length = np.zeros(0, dtype=np.int64)  # characters of each spaced word
         self.first = np.zeros(0, dtype=np.int64)  # its first row in the piece table
         self.count = np.zeros(0, dtype=np.int64)  # its number of pieces
@@ -154,10 +155,26 @@ class SpacedWordTable:
                           - piece_bounds[:-1][word_of_piece])
             piece_starts = word_starts[word_of_piece]
         ids = self.piece_id[piece_rows].tolist()
-        offsets = list(zip((piece_starts + self.piece_start[piece_rows]).tolist(),
-                           (piece_starts + self.piece_end[piece_rows]).tolist()))
+        keys = ((piece_starts + self.piece_start[piece_rows]) << 32) | (
+            piece_starts + self.piece_end[piece_rows])
+        if len(self._pairs) > self._capacity:
+            self._pairs.clear()
+        offsets = list(map(self._pairs.__getitem__, keys.tolist()))
         return _cut(ids, offsets, counts.tolist(), piece_bounds[word_bounds].tolist(),
                     word_bounds.tolist())
+
+
+class _OffsetPairs(dict):
+    """``(start, end)`` offset tuples by ``start << 32 | end``, each made once and then shared.
+
+    Why: offsets are small numbers that repeat from text to text; handing out the same
+    (immutable) tuple spares one allocation per piece, and the garbage collector has fewer new
+    objects to look at.
+    """
+
+    def __missing__(self, key: int) -> tuple[int, int]:
+        value = self[key] = (key >> 32, key & 0xFFFFFFFF)
+        return value
 
 
 def _cut(ids: list[int], offsets: list[tuple[int, int]], counts: list[int],
