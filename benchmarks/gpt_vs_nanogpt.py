@@ -26,7 +26,7 @@ with and without the auxiliary LM loss λ = 0.5) vs BERT (``[CLS] text [SEP]``, 
 Pang & Lee polarity (``plmkit.datasets.polarity``), both from scratch at the same size, same
 word vocabulary, same steps, batch and learning rate. Prints dev/test accuracy and time.
 
-    python benchmarks/gpt_vs_nanogpt.py [--part nanogpt|polarity|both] [--size micro]
+    python benchmarks/gpt_vs_nanogpt.py [--part both|nanogpt|polarity] [--size micro]
         [--block-size 128] [--batch-size 16] [--steps 300] [--rounds 2]
 """
 
@@ -350,7 +350,8 @@ def part_polarity(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("nanogpt", "polarity", "both"), default="nanogpt")
+    parser.add_argument("--part", choices=("nanogpt", "polarity", "both"), default="both",
+                        help="nanoGPT side by side, GPT vs BERT on polarity, or both (default)")
     parser.add_argument("--size", choices=tuple(GPT_SIZES), default="micro")
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
