@@ -27,6 +27,8 @@ import numpy as np
 from plmkit.tokenization.encoding import Pieces
 
 WordPieces = Callable[[str], tuple[Sequence[int], Sequence[int]]]
+# [CLS] id, [SEP] id, and what makes a text's result from (ids, offsets, word counts)
+Wrap = tuple[int, int, Callable[[list[int], list[tuple[int, int]], list[int]], object]]
 _SPACES = " \t\n\r"
 
 
@@ -104,11 +106,13 @@ class SpacedWordTable:
         self.piece_start = np.concatenate([self.piece_start, piece_starts])
         self.piece_end = np.concatenate([self.piece_end, piece_ends])
 
-    def pieces(self, spaced: list[list[str]]) -> Iterator[Pieces]:
+    def pieces(self, spaced: list[list[str]], wrap: Wrap | None = None) -> Iterator[Pieces]:
         """The :class:`Pieces` of each text, given the spaced words of each text.
 
         Offsets are character offsets into the text (the spaced words must tile it from its
-        first character); word ids count the words of each text from 0.
+        first character); word ids count the words of each text from 0. With ``wrap`` =
+        ``(cls_id, sep_id, make)``, each text's ids and offsets get ``[CLS]``/``[SEP]`` (offsets
+        ``(0, 0)``) around them and ``make(ids, offsets, word_counts)`` is yielded instead.
         """
         tokens = list(chain.from_iterable(spaced))
         rows = self.rows(tokens)
@@ -119,9 +123,10 @@ class SpacedWordTable:
         first_words = np.cumsum(words_per_text) - words_per_text
         before_text = np.concatenate([[0], ends])[first_words]
         word_starts = ends - lengths - np.repeat(before_text, words_per_text)
-        return self._pieces(rows, word_starts, words_per_text)
+        return self._pieces(rows, word_starts, words_per_text, wrap)
 
-    def pieces_joined(self, tokens: list[str], text_lengths: list[int]) -> Iterator[Pieces]:
+    def pieces_joined(self, tokens: list[str], text_lengths: list[int],
+                      wrap: Wrap | None = None) -> Iterator[Pieces]:
         """:meth:`pieces` for texts joined with one space between them, cut in one go.
 
         Why: one regular expression (and one lower-casing) over the whole batch instead of one
@@ -136,10 +141,10 @@ class SpacedWordTable:
         word_at = starts + self.piece_start[self.first[rows]]  # after the word's spaces
         text_of_word = np.searchsorted(text_starts, word_at, side="right") - 1
         words_per_text = np.bincount(text_of_word, minlength=len(text_lengths))
-        return self._pieces(rows, starts - text_starts[text_of_word], words_per_text)
+        return self._pieces(rows, starts - text_starts[text_of_word], words_per_text, wrap)
 
-    def _pieces(self, rows: np.ndarray, word_starts: np.ndarray,
-                words_per_text: np.ndarray) -> Iterator[Pieces]:
+    def _pieces(self, rows: np.ndarray, word_starts: np.ndarray, words_per_text: np.ndarray,
+                wrap: Wrap | None) -> Iterator[Pieces]:
         """Gather the pieces of all words now; cut them per text lazily (see ``_cut``)."""
         counts = self.count[rows]
         word_bounds = np.zeros(len(words_per_text) + 1, dtype=np.int64)
@@ -154,14 +159,28 @@ class SpacedWordTable:
             piece_rows = (self.first[rows][word_of_piece] + np.arange(total)
                           - piece_bounds[:-1][word_of_piece])
             piece_starts = word_starts[word_of_piece]
-        ids = self.piece_id[piece_rows].tolist()
+        ids = self.piece_id[piece_rows]
         keys = ((piece_starts + self.piece_start[piece_rows]) << 32) | (
             piece_starts + self.piece_end[piece_rows])
+        text_pieces = piece_bounds[word_bounds]
+        if wrap is not None:  # room for [CLS] before and [SEP] after each text
+            texts = len(words_per_text)
+            shift = 2 * np.arange(texts + 1)
+            at = np.arange(total) + 1 + np.repeat(shift[:-1], np.diff(text_pieces))
+            text_pieces = text_pieces + shift
+            wrapped_ids = np.empty(total + 2 * texts, dtype=np.int64)
+            wrapped_ids[text_pieces[:-1]] = wrap[0]
+            wrapped_ids[text_pieces[1:] - 1] = wrap[1]
+            wrapped_ids[at] = ids
+            wrapped_keys = np.zeros(total + 2 * texts, dtype=np.int64)  # key 0: (0, 0)
+            wrapped_keys[at] = keys
+            ids, keys = wrapped_ids, wrapped_keys
         if len(self._pairs) > self._capacity:
             self._pairs.clear()
         offsets = list(map(self._pairs.__getitem__, keys.tolist()))
-        return _cut(ids, offsets, counts.tolist(), piece_bounds[word_bounds].tolist(),
-                    word_bounds.tolist())
+        make = Pieces if wrap is None else wrap[2]
+        return _cut(ids.tolist(), offsets, counts.tolist(), text_pieces.tolist(),
+                    word_bounds.tolist(), make)
 
 
 class _OffsetPairs(dict):
@@ -178,8 +197,8 @@ class _OffsetPairs(dict):
 
 
 def _cut(ids: list[int], offsets: list[tuple[int, int]], counts: list[int],
-         text_pieces: list[int], text_words: list[int]) -> Iterator[Pieces]:
-    """Per-text :class:`Pieces` from the flat lists of a batch.
+         text_pieces: list[int], text_words: list[int], make: Callable) -> Iterator[Pieces]:
+    """Per-text :class:`Pieces` (or ``make(...)``) from the flat lists of a batch.
 
     A generator, so that each text's lists can be turned into its encoding and dropped before
     the next: objects that live through several garbage collections get promoted to the old
@@ -187,6 +206,6 @@ def _cut(ids: list[int], offsets: list[tuple[int, int]], counts: list[int],
     """
     for i in range(len(text_words) - 1):
         a, b = text_pieces[i], text_pieces[i + 1]
-        yield Pieces(ids[a:b], offsets[a:b], counts[text_words[i]:text_words[i + 1]])
+        yield make(ids[a:b], offsets[a:b], counts[text_words[i]:text_words[i + 1]])
 
 __all__ = ["SpacedWordTable"]

@@ -135,6 +135,19 @@ class Encoding:
         encoding._special_tokens_mask = encoding._word_ids = encoding._sequence_ids = None
         return encoding
 
+    @classmethod
+    def _plain(cls, vocab: Sequence[str], ids: list[int], offsets: list[Offset],
+               word_counts: list[int]) -> Encoding:
+        """``[CLS] A [SEP]`` whose ids and offsets already hold the specials (batch path)."""
+        encoding = cls.__new__(cls)
+        encoding.ids, encoding.offsets = ids, offsets
+        encoding._n, encoding._m = len(ids) - 2, None
+        encoding._words = (tuple(word_counts), None)
+        encoding._specials, encoding._padding, encoding._vocab = True, 0, vocab
+        encoding._tokens = encoding._type_ids = encoding._attention_mask = None
+        encoding._special_tokens_mask = encoding._word_ids = encoding._sequence_ids = None
+        return encoding
+
     # ------------------------------------------------------------------ layout
     def _lengths(self) -> tuple[int, int | None]:
         """Pieces of A and of B (``None`` without B), specials and padding excluded."""

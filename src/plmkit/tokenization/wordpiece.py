@@ -21,6 +21,7 @@ import gc
 import json
 import re
 from contextlib import contextmanager
+from functools import partial
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 from plmkit._io import atomic_write
 from plmkit.errors import PlmError
 from plmkit.tokenization.basic import Alignment, BasicTokenizer
-from plmkit.tokenization.batch import SpacedWordTable
+from plmkit.tokenization.batch import SpacedWordTable, Wrap
 from plmkit.tokenization.encoding import (
     Encoding,
     Pieces,
@@ -526,8 +527,9 @@ class WordPieceTokenizer:
         return pieces
 
     def _pieces_batch(self, texts: Sequence[TextInput], is_split_into_words: bool,
-                      join_ascii: bool = True) -> Iterator[Pieces]:
-        """:meth:`_pieces` of each text, in order.
+                      join_ascii: bool = True, wrap: Wrap | None = None) -> Iterator[Pieces]:
+        """:meth:`_pieces` of each text, in order (with ``wrap``: ``[CLS] text [SEP]``
+        encodings, see :meth:`SpacedWordTable.pieces`).
 
         Plain texts go through the batch path (:mod:`plmkit.tokenization.batch`): the ASCII
         ones all cut in one go, the others text by text; texts with special tokens written in
@@ -549,17 +551,21 @@ class WordPieceTokenizer:
                     spaced.append(tokens)
                     source[i] = 1
                     continue
-            others.append(self._pieces(text, is_split_into_words))
+            pieces = self._pieces(text, is_split_into_words)
+            others.append(pieces if wrap is None else self._finish(
+                pieces, None, max_length=None, truncation=None, add_special_tokens=True,
+                pad_to=None))
             source[i] = 2
         batches = [iter(()), iter(()), iter(others)]
         if ascii_texts:
             tokens = self.basic.split_spaced_joined(ascii_texts)
             if tokens is not None:
-                batches[0] = self._table.pieces_joined(tokens, list(map(len, ascii_texts)))
+                batches[0] = self._table.pieces_joined(tokens, list(map(len, ascii_texts)),
+                                                       wrap)
             else:  # control characters somewhere: cut text by text
-                batches[0] = self._pieces_batch(ascii_texts, False, join_ascii=False)
+                batches[0] = self._pieces_batch(ascii_texts, False, join_ascii=False, wrap=wrap)
         if spaced:
-            batches[1] = self._table.pieces(spaced)
+            batches[1] = self._table.pieces(spaced, wrap)
         if not spaced and not others:
             return batches[0]
         return map(next, map(batches.__getitem__, source))
@@ -620,6 +626,16 @@ class WordPieceTokenizer:
                       text_pairs: Sequence[TextInput | None] | None, *, max_length: int | None,
                       truncation: str | None, mode: str | None, add_special_tokens: bool,
                       is_split_into_words: bool) -> list[Encoding]:
+        if text_pairs is None and add_special_tokens and (max_length is None or
+                                                          truncation is None):
+            # the common case, [CLS] text [SEP] without truncation: built by the batch path
+            wrap = (self._cls_id, self._sep_id, partial(Encoding._plain, self._tokens))
+            encodings = []
+            for encoding in self._pieces_batch(texts, is_split_into_words, wrap=wrap):
+                encodings.append(encoding)
+                if len(encodings) % YOUNG_COLLECTION_EVERY == 0:
+                    gc.collect(0)  # see _collector_paused
+            return self._pad_batch(encodings, mode, max_length)
         firsts = self._pieces_batch(texts, is_split_into_words)
         if text_pairs is None:
             seconds: Iterable[Pieces | None] = repeat(None)
@@ -634,6 +650,10 @@ class WordPieceTokenizer:
                                           add_special_tokens=add_special_tokens, pad_to=None))
             if len(encodings) % YOUNG_COLLECTION_EVERY == 0:
                 gc.collect(0)  # see _collector_paused
+        return self._pad_batch(encodings, mode, max_length)
+
+    def _pad_batch(self, encodings: list[Encoding], mode: str | None,
+                   max_length: int | None) -> list[Encoding]:
         if mode is not None and encodings:
             target = self._pad_target(mode, max_length,
                                       max(len(e) for e in encodings))
