@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from itertools import chain, repeat
+from operator import itemgetter
 
 import numpy as np
 
@@ -30,6 +31,7 @@ WordPieces = Callable[[str], tuple[Sequence[int], Sequence[int]]]
 # [CLS] id, [SEP] id, and what makes a text's result from (ids, offsets, word counts)
 Wrap = tuple[int, int, Callable[[list[int], list[tuple[int, int]], list[int]], object]]
 _SPACES = " \t\n\r"
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 class SpacedWordTable:
@@ -78,28 +80,26 @@ class SpacedWordTable:
         return np.fromiter(map(self._row.__getitem__, tokens), dtype=np.int64,
                            count=len(tokens))
 
-    def _add(self, tokens: set[str]) -> None:
-        lengths, counts, gaps, ids, ends = [], [], [], [], []
-        rows = len(self._row)
-        word_pieces = self._word_pieces
-        for token in tokens:
-            word = token.lstrip(_SPACES)
-            piece_ids, piece_ends = word_pieces(word)
-            self._row[token] = rows
-            rows += 1
-            lengths.append(len(token))
-            gaps.append(len(token) - len(word))
-            counts.append(len(piece_ids))
-            ids += piece_ids
-            ends += piece_ends
+    def _add(self, new: set[str]) -> None:
+        """Rows for spaced words not yet in the table (all in C iterators and NumPy but the
+        WordPiece of words never seen)."""
+        tokens = list(new)
+        words = list(map(str.lstrip, tokens, repeat(_SPACES)))
+        entries = list(map(self._word_pieces, words))  # (ids, ends) of each word
+        piece_ids = list(map(_FIRST, entries))
+        self._row.update(zip(tokens, range(len(self._row), len(self._row) + len(tokens))))
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        gaps = lengths - np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+        counts = list(map(len, piece_ids))
+        ids = list(chain.from_iterable(piece_ids))
+        ends = list(chain.from_iterable(map(_SECOND, entries)))
         counts_array = np.array(counts, dtype=np.int64)
         firsts = np.cumsum(counts_array) - counts_array  # first piece of each new word
-        gaps_array = np.array(gaps, dtype=np.int64)
-        piece_ends = np.array(ends, dtype=np.int64) + np.repeat(gaps_array, counts_array)
+        piece_ends = np.array(ends, dtype=np.int64) + np.repeat(gaps, counts_array)
         piece_starts = np.empty_like(piece_ends)
         piece_starts[1:] = piece_ends[:-1]  # a piece starts where the one before it ends...
-        piece_starts[firsts] = gaps_array  # ...except a word's first piece: after the spaces
-        self.length = np.concatenate([self.length, np.array(lengths, dtype=np.int64)])
+        piece_starts[firsts] = gaps  # ...except a word's first piece: after the spaces
+        self.length = np.concatenate([self.length, lengths])
         self.first = np.concatenate([self.first, len(self.piece_id) + firsts])
         self.count = np.concatenate([self.count, counts_array])
         self.piece_id = np.concatenate([self.piece_id, np.array(ids, dtype=np.int64)])
