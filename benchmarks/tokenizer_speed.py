@@ -13,8 +13,8 @@ identical to plmkit's before a number is printed. Prints MB/s and ratios, in two
   "encode, then read the four lists" is the same work for all). The slow tokenizer cannot
   produce offsets at all (``return_offsets_mapping`` is fast-only), so it does less work.
 
-The slow tokenizer runs on a slice (``--slow-mb``); plmkit and Rust are timed on that same
-slice too, and the "vs slow" ratio compares equal text. Each measurement is repeated
+The slow tokenizer runs on a slice (``--slow-mb``); plmkit is timed on that same slice too,
+and its "vs slow" ratio on the slice compares equal text. Each measurement is repeated
 ``--repeat`` times, contenders interleaved, and the fastest run is kept (the machine may be
 shared); the garbage collector is emptied before each run and earlier results are dropped, so
 no contender pays for another's objects. Rust is run on all cores and, in a child process with
@@ -247,10 +247,10 @@ def benchmark_training(args: argparse.Namespace) -> None:
         corpus = Path(folder) / "corpus.txt"
         corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
         mb = corpus.stat().st_size / 1e6
-        seconds, ours = timed(lambda: train_wordpiece(corpus, vocab_size=30522,
+        seconds, _, ours = timed(lambda: train_wordpiece(corpus, vocab_size=30522,
                                                       min_frequency=2, show_progress=False))
         reference = BertWordPieceTokenizer(lowercase=True)
-        rust_seconds, _ = timed(lambda: reference.train([str(corpus)], vocab_size=30522,
+        rust_seconds, _, _ = timed(lambda: reference.train([str(corpus)], vocab_size=30522,
                                                         min_frequency=2, show_progress=False))
     print(f"train_wordpiece on {mb:.1f} MB: plmkit {seconds:.1f} s ({ours.vocab_size:,} tokens), "
           f"tokenizers (Rust) {rust_seconds:.1f} s ({reference.get_vocab_size():,} tokens), "
