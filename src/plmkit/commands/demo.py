@@ -5,7 +5,10 @@
 3. embed sentence pairs and print their cosine-similarity matrix;
 4. draw its attention heads as a PNG;
 5. pre-train a mini BERT (MLM + NSP) on the built-in English prose corpus, with curves;
-6. ask the new model to fill masks in held-out sentences.
+6. ask the new model to fill masks in held-out sentences;
+7. climb a short ladder: every generation from n-grams to BERT on the same data (``plm ladder``).
+
+``make demo`` then prints the pre-training-pays table (random init vs our checkpoint vs MiniLM).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pretrain-steps", type=int, default=200,
                         help="optimizer steps of mini-BERT pre-training (about 1 s each on 2 cores)")
     parser.add_argument("--skip-pretrain", action="store_true")
+    parser.add_argument("--ladder-budget", type=float, default=0.1,
+                        help="budget of the short ladder (plm ladder --budget); 0 skips it")
     parser.set_defaults(func=run)
 
 
@@ -92,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
             hidden, words[position] = words[position], "[MASK]"
             _check(plm(["fill-mask", str(model_dir), " ".join(words)]))
             print(f"  (the hidden word was {hidden!r})")
+    if args.ladder_budget > 0:
+        heading("7. The ladder: n-gram → NNLM → word2vec → LSTM → ELMo → GPT → BERT")
+        print(f"(budget {args.ladder_budget:g}: about a minute; `plm ladder --budget 1` or more for "
+              "numbers that mean something)")
+        _check(plm(["ladder", "--budget", str(args.ladder_budget), "--no-progress",
+                    "--output", str(output / "ladder")]))
     print(f"\nEverything the demo wrote is in {output}/")
     return 0
 
