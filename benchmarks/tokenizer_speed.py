@@ -248,10 +248,10 @@ def benchmark_training(args: argparse.Namespace) -> None:
         corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
         mb = corpus.stat().st_size / 1e6
         seconds, _, ours = timed(lambda: train_wordpiece(corpus, vocab_size=30522,
-                                                      min_frequency=2, show_progress=False))
+                                                         min_frequency=2, show_progress=False))
         reference = BertWordPieceTokenizer(lowercase=True)
         rust_seconds, _, _ = timed(lambda: reference.train([str(corpus)], vocab_size=30522,
-                                                        min_frequency=2, show_progress=False))
+                                                           min_frequency=2, show_progress=False))
     print(f"train_wordpiece on {mb:.1f} MB: plmkit {seconds:.1f} s ({ours.vocab_size:,} tokens), "
           f"tokenizers (Rust) {rust_seconds:.1f} s ({reference.get_vocab_size():,} tokens), "
           f"ratio {seconds / rust_seconds:.1f}x")

@@ -203,6 +203,10 @@ def test_batch_path_equals_text_by_text(tok: WordPieceTokenizer) -> None:
     pairs = ["a b c a b c", None, "the", "", "hello", None, "b", "c", None, "the the", "a"]
     fields = ("ids", "tokens", "type_ids", "attention_mask", "offsets", "special_tokens_mask",
               "word_ids", "sequence_ids")
+    from plmkit.tokenization.wordpiece import BATCH_PATH_MIN_TEXTS
+
+    copies = BATCH_PATH_MIN_TEXTS // len(texts) + 1  # enough texts for the batch path
+    texts, pairs = texts * copies, pairs * copies
     for kwargs in ({}, {"add_special_tokens": False}, {"max_length": 6},
                    {"max_length": 9, "padding": "max_length"}, {"padding": "longest"}):
         for pair_list in (None, pairs):
@@ -216,15 +220,17 @@ def test_batch_path_equals_text_by_text(tok: WordPieceTokenizer) -> None:
                     assert getattr(encoding, field) == getattr(single, field), (i, field, kwargs)
                 assert encoding == single
     # all-ASCII batches are cut in one go, unless a control character forces text by text
-    for batch in (texts[:2] + texts[4:6], texts[:2] + ["a\x07b c"]):
+    for batch in ((texts[:2] + texts[4:6]) * copies, (texts[:2] + ["a\x07b c"]) * copies):
         assert tok.encode_batch(batch) == [tok.encode(t) for t in batch]
+    # small batches go text by text, with the same result
+    assert tok.encode_batch(texts[:5]) == [tok.encode(t) for t in texts[:5]]
 
 
 def test_batch_leaves_the_garbage_collector_as_found(tok: WordPieceTokenizer) -> None:
     import gc
 
     assert gc.isenabled()
-    tok.encode_batch(["hello a b"] * 3)
+    tok.encode_batch(["hello a b"] * 300)
     assert gc.isenabled()
     with pytest.raises(PlmError, match="max_length"):
         tok.encode_batch(["a b c", "a"], max_length=1)
@@ -256,7 +262,7 @@ def test_spaced_word_table_starts_afresh_when_full(tok: WordPieceTokenizer) -> N
 
 
 def test_encoding_fields_are_plain_lists_that_keep_edits(tok: WordPieceTokenizer) -> None:
-    encoding = tok.encode_batch(["hello a b"], ["c"])[0]
+    encoding = tok.encode_batch(["hello a b"] * 70, ["c"] * 70)[0]
     assert encoding.type_ids == [0, 0, 0, 0, 0, 1, 1]
     encoding.attention_mask[0] = 0  # built on first read, then kept
     assert encoding.attention_mask[0] == 0

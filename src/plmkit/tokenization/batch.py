@@ -52,6 +52,7 @@ class SpacedWordTable:
     def clear(self) -> None:
         self._row: dict[str, int] = {}
         self._pairs = _OffsetPairs()
+        self._pieces_used = 0  # rows of the piece table in use (the arrays have room to grow)
         self.length = np.zeros(0, dtype=np.int64)  # characters of each spaced word
         self.first = np.zeros(0, dtype=np.int64)  # its first row in the piece table
         self.count = np.zeros(0, dtype=np.int64)  # its number of pieces
@@ -87,7 +88,8 @@ class SpacedWordTable:
         words = list(map(str.lstrip, tokens, repeat(_SPACES)))
         entries = list(map(self._word_pieces, words))  # (ids, ends) of each word
         piece_ids = list(map(_FIRST, entries))
-        self._row.update(zip(tokens, range(len(self._row), len(self._row) + len(tokens))))
+        old_words, old_pieces = len(self._row), self._pieces_used
+        self._row.update(zip(tokens, range(old_words, old_words + len(tokens))))
         lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
         gaps = lengths - np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         counts = list(map(len, piece_ids))
@@ -99,12 +101,24 @@ class SpacedWordTable:
         piece_starts = np.empty_like(piece_ends)
         piece_starts[1:] = piece_ends[:-1]  # a piece starts where the one before it ends...
         piece_starts[firsts] = gaps  # ...except a word's first piece: after the spaces
-        self.length = np.concatenate([self.length, lengths])
-        self.first = np.concatenate([self.first, len(self.piece_id) + firsts])
-        self.count = np.concatenate([self.count, counts_array])
-        self.piece_id = np.concatenate([self.piece_id, np.array(ids, dtype=np.int64)])
-        self.piece_start = np.concatenate([self.piece_start, piece_starts])
-        self.piece_end = np.concatenate([self.piece_end, piece_ends])
+        for name, values in (("length", lengths), ("first", old_pieces + firsts),
+                             ("count", counts_array)):
+            self._store(name, old_words, values)
+        for name, values in (("piece_id", ids), ("piece_start", piece_starts),
+                             ("piece_end", piece_ends)):
+            self._store(name, old_pieces, values)
+        self._pieces_used = old_pieces + len(ids)
+
+    def _store(self, name: str, at: int, values: Sequence[int]) -> None:
+        """Write ``values`` into array ``name`` from row ``at``, doubling it when full (so a
+        stream of small batches does not copy the whole table each time)."""
+        array = getattr(self, name)
+        if at + len(values) > len(array):
+            bigger = np.zeros(max(2 * len(array), at + len(values), 1024), dtype=np.int64)
+            bigger[:at] = array[:at]
+            setattr(self, name, bigger)
+            array = bigger
+        array[at:at + len(values)] = values
 
     def pieces(self, spaced: list[list[str]], wrap: Wrap | None = None) -> Iterator[Pieces]:
         """The :class:`Pieces` of each text, given the spaced words of each text.

@@ -50,6 +50,9 @@ DEFAULT_SPECIALS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[P
 REQUIRED_ROLES = ("unk_token", "cls_token", "sep_token")
 CACHE_SIZE = 1 << 18
 YOUNG_COLLECTION_EVERY = 256  # encodings between young-generation passes in encode_batch
+# Smaller batches are encoded text by text: the batch path's fixed cost (a few dozen NumPy
+# calls) is only repaid from about this many texts on (measured).
+BATCH_PATH_MIN_TEXTS = 64
 # Hugging Face writes this (int(1e30)) when a tokenizer has no maximum length.
 _NO_MAX_LENGTH = 10**12
 
@@ -533,8 +536,15 @@ class WordPieceTokenizer:
 
         Plain texts go through the batch path (:mod:`plmkit.tokenization.batch`): the ASCII
         ones all cut in one go, the others text by text; texts with special tokens written in
-        them, lists of words and texts whose normalisation changes lengths go one by one.
+        them, lists of words, texts whose normalisation changes lengths, and batches of fewer
+        than ``BATCH_PATH_MIN_TEXTS`` texts go one by one.
         """
+        if len(texts) < BATCH_PATH_MIN_TEXTS:
+            pieces = [self._pieces(text, is_split_into_words) for text in texts]
+            if wrap is None:
+                return iter(pieces)
+            return iter([self._finish(p, None, max_length=None, truncation=None,
+                                      add_special_tokens=True, pad_to=None) for p in pieces])
         source = bytearray(len(texts))  # per text: 0 ASCII batch, 1 other batch, 2 one by one
         ascii_texts: list[str] = []
         spaced: list[list[str]] = []
