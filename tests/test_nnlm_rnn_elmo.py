@@ -16,14 +16,7 @@ from plmkit.training.tasks_lm import (LMRecipe, StreamLMTask, evaluate_language_
                                       train_language_model)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: thread start-up and barriers cost more than they save (and much more on a
-    busy machine), so these tests run single-threaded and restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 SUBJECTS = ["the cat", "the dog", "a bird", "my friend"]

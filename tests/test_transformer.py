@@ -24,13 +24,7 @@ from plmkit.training.seq2seq import TranslationTask, corpus_bleu
 VOCAB = 20
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is as fast as two, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def tiny_model(**overrides) -> TransformerModel:

@@ -30,14 +30,6 @@ def make_pairs(task: str, count: int, seed: int) -> tuple[list[list[int]], list[
     return sources, targets
 
 
-@pytest.fixture
-def one_thread():
-    """A tiny model's matrices are too small to share between threads: one thread is as fast,
-    and far faster when other processes compete for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("task,steps", [("copy", 700), ("reverse", 900)])
