@@ -116,7 +116,9 @@ def run(init: Path, family: str, train: Path, dev: Path, fraction: float, lr: fl
     from plmkit.training.finetune import FinetuneConfig, TaskSettings, finetune
 
     _, task, metric, scale = FAMILIES[family]
-    settings = TaskSettings(task=task, max_length=args.max_length)
+    # A question may take at most half the window, so a short --max-length still leaves passage.
+    settings = TaskSettings(task=task, max_length=args.max_length,
+                            max_query_length=min(64, args.max_length // 2))
     started = time.perf_counter()
     # A small share gets as many passes as it takes to reach --min-steps updates: the curve then
     # measures how much labelled data each init needs, not how few updates it was given.
