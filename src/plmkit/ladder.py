@@ -51,6 +51,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from plmkit.errors import PlmError
+from plmkit.models.attention import masked_mean
 from plmkit.models.pretrained import PretrainedMixin
 
 GENERATIONS = ("ngram", "nnlm", "word2vec", "lstm", "elmo", "gpt", "bert")
@@ -412,8 +413,7 @@ class FeatureHead(PretrainedMixin, nn.Module):
                 last = attention_mask.sum(1).clamp(min=1) - 1
                 features = features[torch.arange(len(last)), last]
             else:
-                weights = attention_mask.unsqueeze(-1).to(features.dtype)
-                features = (features * weights).sum(1) / weights.sum(1).clamp(min=1)
+                features = masked_mean(features, attention_mask)
         if self.hidden is not None:
             features = self.hidden(features)
         logits = self.classifier(features)

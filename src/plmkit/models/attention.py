@@ -121,6 +121,12 @@ def scaled_dot_product_attention(
     return context, probabilities
 
 
+def masked_mean(states: Tensor, attention_mask: Tensor) -> Tensor:
+    """Mean of (batch, length, width) states over the real tokens of each row (1s in the mask)."""
+    weights = attention_mask.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
 @dataclass
 class PackedTokens:
     """Where the real (non-padding) tokens of a padded (batch, length) batch sit.
@@ -271,19 +277,13 @@ class MultiHeadAttention(nn.Module):
         and out (see :class:`PackedTokens`); ``bias`` still masks the padding keys.
         """
         heads = self.num_heads
-        if packed is not None:
-            if key_value_states is not None or cache is not None or static_keys_values is not None:
-                raise ValueError("packed tokens serve plain self-attention only")
-            weight, projection_bias = self.fused_projection()
-            projected = unpack(F.linear(hidden_states, weight, projection_bias), packed)
-            queries, keys, values = (split_heads(t, heads) for t in projected.chunk(3, dim=-1))
-            context, probabilities = scaled_dot_product_attention(
-                queries, keys, values, bias, is_causal=is_causal,
-                dropout=self.dropout if self.training else 0.0,
-                return_probabilities=return_probabilities)
-            return AttentionOutput(pack(merge_heads(context), packed), probabilities)
+        if packed is not None and (key_value_states is not None or cache is not None
+                                   or static_keys_values is not None):
+            raise ValueError("packed tokens serve plain self-attention only")
         if key_value_states is None and static_keys_values is None:
             queries, keys, values = self.project_self(hidden_states)
+            if packed is not None:  # projections ran on real tokens; attention needs the batch
+                queries, keys, values = (unpack(t, packed) for t in (queries, keys, values))
             keys, values = split_heads(keys, heads), split_heads(values, heads)
             if cache is not None:
                 keys, values = cache.append(keys, values)
@@ -301,7 +301,9 @@ class MultiHeadAttention(nn.Module):
             dropout=self.dropout if self.training else 0.0,
             return_probabilities=return_probabilities,
         )
-        return AttentionOutput(merge_heads(context), probabilities)
+        context = merge_heads(context)
+        return AttentionOutput(pack(context, packed) if packed is not None else context,
+                               probabilities)
 
     def project_keys_values(self, key_value_states: Tensor) -> tuple[Tensor, Tensor]:
         """Encoder keys/values for cross-attention, computed once per source sentence."""
@@ -315,6 +317,7 @@ __all__ = [
     "MultiHeadAttention",
     "PackedTokens",
     "attention_bias",
+    "masked_mean",
     "merge_heads",
     "pack",
     "unpack",

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from plmkit.errors import PlmError
+from plmkit.models.attention import masked_mean
 from plmkit.models.pretrained import PretrainedMixin
 
 
@@ -286,9 +287,7 @@ class ElmoForTask(PretrainedMixin, nn.Module):
             attention_mask = torch.ones_like(input_ids)
         features = self.encoder.features(input_ids, attention_mask)
         if self.config.head == "classification":
-            weights = attention_mask.unsqueeze(-1).to(features.dtype)
-            pooled = (features * weights).sum(1) / weights.sum(1).clamp(min=1)
-            logits = self.classifier(pooled)
+            logits = self.classifier(masked_mean(features, attention_mask))
         else:
             logits = self.classifier(features)
         loss = None

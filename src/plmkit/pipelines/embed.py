@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from plmkit.errors import PlmError
+from plmkit.models.attention import masked_mean
 
 
 class EmbeddingPipeline:
@@ -37,8 +38,7 @@ class EmbeddingPipeline:
             mask = torch.tensor([e.attention_mask for e in encodings], device=self.device)
             with torch.no_grad():
                 states = self.model(input_ids, attention_mask=mask).last_hidden_state
-            weights = mask.unsqueeze(-1).to(states.dtype)
-            pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            pooled = masked_mean(states, mask)
             outputs.append(F.normalize(pooled, dim=-1) if self.normalize else pooled)
         return torch.cat(outputs)
 
