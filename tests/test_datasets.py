@@ -364,3 +364,50 @@ def test_fortune_entries_lose_even_nested_colour_codes():
 
     text = "\x1b[32m《静夜思》\x1b[m\n床前明月光，\x1b[;\x1b[34;1mm疑是地上霜。\n%\n\n第二\n%\n"
     assert read_fortunes(text) == ["《静夜思》\n床前明月光，疑是地上霜。", "第二"]
+
+
+GCIDE_SAMPLE = """
+Plmkit \\Plm*kit"\\, n. [From plm + kit; cf. F. trousse.]
+   1. A small box of tools for language models. --Bailey.
+      [1913 Webster]
+
+   2. (Comp. & Zool.) A toolkit of any kind; as, a sewing plmkit.
+      "He carried his plmkit through the rain." --Shak.
+      [1913 Webster]
+
+   3. A set of programs that train networks of words.
+      [WordNet 1.5]
+
+   Syn: See {Toolbox}.
+        [1913 Webster]
+
+Plmkits \\Plm*kits"\\, n. pl.
+   Plural of {plmkit}; as, many plmkits were sold.
+   [1913 Webster]
+"""
+
+
+def test_gcide_keeps_webster_senses_and_drops_wordnet_glosses_and_markup():
+    from plmkit.datasets.general import gcide_entries
+
+    entries = list(gcide_entries(GCIDE_SAMPLE))
+    assert entries == [
+        ["A small box of tools for language models.",
+         'A toolkit of any kind; as, a sewing plmkit. "He carried his plmkit through the rain."'],
+        ["Plural of plmkit; as, many plmkits were sold."],
+    ]
+    assert not any("networks of words" in block for entry in entries for block in entry)
+
+
+def test_fortune_documents_drop_attributions_and_skipped_files(tmp_path):
+    from plmkit.datasets.general import FORTUNES_DIR, fortune_documents
+
+    folder = tmp_path / FORTUNES_DIR
+    folder.mkdir(parents=True)
+    (folder / "wisdom.u8").write_text(
+        "A dream will always triumph over reality. Once it is given\nthe chance, it wins.\n"
+        "\t\t-- Stanislaw Lem\n%\nok\n%\n", encoding="utf-8")
+    (folder / "ascii-art.u8").write_text("a picture of a cat drawn here\n%\n", encoding="utf-8")
+    (folder / "wisdom").write_text("latin-1 copy that must not be read twice\n%\n", encoding="latin-1")
+    assert list(fortune_documents(tmp_path)) == [
+        ["A dream will always triumph over reality.", "Once it is given the chance, it wins."]]

@@ -178,3 +178,17 @@ def test_plm_data_list_and_build_commands(capsys):
     assert {s["name"] for s in listing["sources"]} == set(sources.SOURCES)
     with pytest.raises(PlmError, match="unknown dataset"):
         data.run_build(parser.parse_args(["data", "build", "no-such-set"]))
+
+
+def test_general_corpus_has_its_four_parts_and_no_ner_dev_sentence():
+    path = datasets.general()
+    parts = read_manifest("general")["stats"]["parts"]
+    assert set(parts) == {"gcide", "fortunes", "prose", "people_daily_train"}
+    assert all(part["documents"] > 400 for part in parts.values())
+    assert parts["gcide"]["characters"] > 10_000_000
+    lines = set(path.read_text(encoding="utf-8").splitlines())
+    dev = ["".join(token for token, _ in s) for s in ner.read_conll(datasets.people_daily_ner()["dev"])]
+    long_dev = [s for s in dev if len(s) > 30][:200]
+    assert long_dev and not any(s in lines for s in long_dev)
+    train = ["".join(token for token, _ in s) for s in ner.read_conll(datasets.people_daily_ner()["train"])]
+    assert sum(s in lines for s in train[:200]) == 200

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pretrain", help="pre-train BERT (MLM + NSP) on a text corpus",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", help="text file/folder (one sentence per line, blank line "
-                        "between documents; or paragraphs), or a built-in name: prose, ptb")
+                        "between documents; or paragraphs), or a built-in name: prose, general, ptb")
     parser.add_argument("--output", required=True, help="output folder (checkpoints, curves)")
     parser.add_argument("--config", help="TOML with [model], [training], [data] tables")
     parser.add_argument("--model-size", default=None,
@@ -145,11 +145,13 @@ def resolve_corpus(name: str) -> list[Path]:
 
     if name == "prose":
         return [datasets.prose()]
+    if name == "general":
+        return [datasets.general()]
     if name == "ptb":
         return [datasets.ptb()["train"]]
     path = Path(name)
     if not path.exists():
-        raise PlmError("corpus not found (a file, a folder, or one of: prose, ptb)", path=path)
+        raise PlmError("corpus not found (a file, a folder, or one of: prose, general, ptb)", path=path)
     return [path]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from plmkit.datasets._build import Dataset, build, read_manifest
 from plmkit.datasets.corpora import CHINESE_POEMS, PROSE, PTB
+from plmkit.datasets.general import GENERAL
 from plmkit.datasets.ner import PEOPLE_DAILY
 from plmkit.datasets.polarity import DATASET as POLARITY
 from plmkit.datasets.translation import EN_DE
@@ -11,7 +12,7 @@ from plmkit.datasets.wordnet import WIC, WORDNET_QA
 from plmkit.errors import PlmError
 
 DATASETS: dict[str, Dataset] = {
-    d.name: d for d in (PTB, PROSE, POLARITY, WIC, WORDNET_QA, PEOPLE_DAILY, EN_DE, CHINESE_POEMS)
+    d.name: d for d in (PTB, PROSE, GENERAL, POLARITY, WIC, WORDNET_QA, PEOPLE_DAILY, EN_DE, CHINESE_POEMS)
 }
 
 

@@ -153,6 +153,20 @@ SOURCES: dict[str, Source] = {
             "FreeDict/Ding English-German dictionary with example sentence pairs",
         ),
         Source(
+            "gcide", "debian", "dict-gcide", "0.48.5+nmu2",
+            "7b0af5cfde3cbdef5e9d6e78f92ec335ced7c2790f37a40f49bebc6f7347ac0f",
+            "GPL-3.0+ (GCIDE; Webster 1913 text in the public domain)",
+            "GCIDE: Webster's 1913 dictionary, definitions and literary quotations (40 MB)",
+            members=("./usr/share/dictd/gcide.dict.dz",),
+        ),
+        Source(
+            "fortunes", "debian", "fortunes", "1:1.99.1-7.3",
+            "41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5",
+            "BSD-4-clause (fortune-mod); quotations under their authors' terms",
+            "English fortune cookies: quotations, jokes and sayings (2.5 MB)",
+            members=("./usr/share/games/fortunes/",),
+        ),
+        Source(
             "fortunes-zh", "debian", "fortunes-zh", "2.98",
             "211c5ddee59d0ae74ce01cbfd02f7c8714740bae1835d5661eb2254edd739105",
             "GPL-2.0+ (packaging); classical texts in the public domain",
