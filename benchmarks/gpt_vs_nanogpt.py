@@ -11,7 +11,12 @@ GELU, no dropout, bias), the same batch (B × block_size), the same step budget,
   ``get_batch``, ``get_lr``, clip, step);
 * ``plmkit model, same loop``: our GPTLMHeadModel in that very loop (model speed alone);
 * ``plmkit Trainer``: our model through the one Trainer with CausalLMTask and TokenBlocks —
-  what ``plm train-gpt`` runs (includes the Trainer's logging and its final checkpoint write).
+  what ``plm train-gpt`` runs (includes the Trainer's logging and its final checkpoint write);
+* ``plmkit Trainer, bf16`` (``--precisions fp32,bf16``): the same with ``--precision bf16``
+  (bf16 autocast, fp32 master weights). nanoGPT's ``train.py`` has no such path on a CPU — its
+  autocast context is ``nullcontext()`` when ``device_type == 'cpu'`` and its fused AdamW is
+  CUDA-only — so fp32 with foreach AdamW *is* nanoGPT on this machine; the row shows what the
+  toolkit gives on the same hardware, and its loss must match for the speed to count.
 
 Reported: training tokens/s (wall clock of the training loop) and tokens per CPU-second of this
 process (less sensitive to other processes on a shared machine, most of all with ``--threads 1``),
@@ -165,9 +170,10 @@ def build_ours(vocab_size: int, args) -> GPTLMHeadModel:
                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
 
 
-def run_trainer(model: GPTLMHeadModel, data: np.ndarray, args, output: Path) -> float:
+def run_trainer(model: GPTLMHeadModel, data: np.ndarray, args, output: Path,
+                precision: str = "fp32") -> float:
     batches = lm_batches(data, args.block_size, args.batch_size, train=True, seed=args.seed)
-    config = TrainingConfig(output_dir=str(output), max_steps=args.steps,
+    config = TrainingConfig(output_dir=str(output), max_steps=args.steps, precision=precision,
                             learning_rate=args.learning_rate, weight_decay=WEIGHT_DECAY,
                             adam_betas=BETAS, schedule="cosine", warmup_steps=args.warmup,
                             max_grad_norm=1.0, log_every=max(1, args.steps // 5),
@@ -195,10 +201,12 @@ def part_nanogpt(args) -> None:
             "plmkit model, same loop": lambda: _timed(
                 build_ours(vocab, args), our_loss,
                 lambda m: nanogpt_style_loop(m, our_loss, train, args)),
-            "plmkit Trainer": lambda: _timed(
-                build_ours(vocab, args), our_loss,
-                lambda m: run_trainer(m, train, args, Path(tmp) / "run")),
         }
+        for precision in args.precisions.split(","):
+            name = "plmkit Trainer" + ("" if precision == "fp32" else f", {precision}")
+            runs[name] = lambda precision=precision: _timed(
+                build_ours(vocab, args), our_loss,
+                lambda m: run_trainer(m, train, args, Path(tmp) / "run", precision))
         warm_up(module, vocab, args)
         seconds: dict[str, list[float]] = {name: [] for name in runs}
         cpu_seconds: dict[str, list[float]] = {name: [] for name in runs}
@@ -359,6 +367,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--precisions", default="fp32,bf16",
+                        help="Trainer rows to run: fp32 (nanoGPT's CPU setting) and/or bf16")
     parser.add_argument("--eval-blocks", type=int, default=256)
     parser.add_argument("--cls-steps", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)

@@ -147,3 +147,26 @@ def test_bad_config_values_are_plm_errors():
     with pytest.raises(PlmError, match="max_minutes"):
         TrainingConfig(max_steps=10, max_minutes=-1)
     _ = json, torch
+
+
+def test_adam_updates_are_fused_on_cpu_and_match_the_foreach_update():
+    from plmkit.training.optim import build_optimizer, fused_supported
+
+    def trained(fused: bool | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+        if fused:
+            optimizer = build_optimizer(model, "adamw", 1e-2, 0.01, (0.9, 0.999), 1e-8)
+            assert all(group["fused"] for group in optimizer.param_groups)
+        else:
+            optimizer = torch.optim.AdamW(parameter_groups(model, 0.01), lr=1e-2, foreach=True)
+        for step in range(5):
+            loss = model(torch.randn(4, 8, generator=torch.Generator().manual_seed(step))).square().mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert fused_supported(torch.nn.Linear(2, 2)) is True
+    assert fused_supported(torch.nn.Linear(2, 2).requires_grad_(False)) is None
+    torch.testing.assert_close(trained(True), trained(False), rtol=1e-5, atol=1e-6)
