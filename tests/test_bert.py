@@ -277,6 +277,39 @@ def test_fused_qkv_cache_follows_weight_updates_at_inference():
         assert torch.allclose(attention(states).context, separate(), atol=1e-6)
 
 
+def test_fused_cross_attention_keys_values_match_separate_projections():
+    """Cross-attention projects K and V of the encoder memory in one matrix multiply; forward,
+    gradients and the kept inference copy must equal the separate projections."""
+    from plmkit.models.attention import MultiHeadAttention
+
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(16, 2, key_value_size=12)
+    states, memory = torch.randn(2, 5, 16), torch.randn(2, 7, 12)
+
+    def run(fused: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        attention.fuse_qkv = fused
+        attention.zero_grad()
+        out = attention(states, key_value_states=memory).context
+        out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in attention.parameters()]
+
+    fused_out, fused_grads = run(True)
+    plain_out, plain_grads = run(False)
+    attention.fuse_qkv = True
+    torch.testing.assert_close(fused_out, plain_out, rtol=1e-5, atol=1e-6)
+    for a, b in zip(fused_grads, plain_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        kept = attention.project_keys_values(memory)
+        attention.value.weight.mul_(3.0)
+        changed = attention.project_keys_values(memory)
+        attention.fuse_qkv = False
+        expected = attention.project_keys_values(memory)
+    assert not torch.allclose(kept[1], changed[1])
+    torch.testing.assert_close(changed[0], expected[0])
+    torch.testing.assert_close(changed[1], expected[1])
+
+
 def test_skipping_padding_changes_nothing_at_real_tokens(tiny_bert_kwargs):
     """The packed path (token-wise layers on real tokens only) equals the padded path, forward
     and backward, and is really taken when the batch has padding."""

@@ -209,7 +209,8 @@ class MultiHeadAttention(nn.Module):
 
     Self-attention: call with ``hidden_states`` only. Cross-attention: also pass
     ``key_value_states`` (the encoder output). For speed the three projections of self-attention
-    run as one matrix multiply over the concatenated weights (fused QKV) when ``fuse_qkv``.
+    run as one matrix multiply over the concatenated weights (fused QKV) when ``fuse_qkv``, and so
+    do the key and value projections of cross-attention (fused KV), which read the same memory.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0,
@@ -224,26 +225,28 @@ class MultiHeadAttention(nn.Module):
         self.key = nn.Linear(key_value_size, hidden_size, bias=bias)
         self.value = nn.Linear(key_value_size, hidden_size, bias=bias)
         self.fuse_qkv = True
-        self._fused: tuple[tuple[int, ...], Tensor, Tensor | None] | None = None
+        self._fused: dict[str, tuple[tuple[int, ...], Tensor, Tensor | None]] = {}
 
-    def fused_projection(self) -> tuple[Tensor, Tensor | None]:
-        """W_Q, W_K, W_V stacked into one (3·d_model × d_model) matrix, and their biases.
+    def fused_projection(self, which: str = "qkv") -> tuple[Tensor, Tensor | None]:
+        """W_Q, W_K, W_V stacked into one (3·d_model × d_model) matrix, and their biases
+        (``which="kv"``: W_K and W_V only, for cross-attention).
 
         With gradients on, the concatenation is rebuilt every call (autograd must see it). Without
         (inference), it is kept and rebuilt only when a weight changes (tensor version counters),
         so serving a model pays for the copy once, not once per batch.
         """
-        parts = (self.query, self.key, self.value)
+        parts = (self.query, self.key, self.value) if which == "qkv" else (self.key, self.value)
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            self._fused = None
+            self._fused.pop(which, None)
             return self._stack(parts)
         stamp = tuple(t._version for p in parts for t in (p.weight, p.bias) if t is not None)
         stamp += tuple(p.weight.data_ptr() for p in parts)
-        if self._fused is None or self._fused[0] != stamp:
+        kept = self._fused.get(which)
+        if kept is None or kept[0] != stamp:
             with torch.no_grad():
                 weight, bias = self._stack(parts)
-            self._fused = (stamp, weight, bias)
-        return self._fused[1], self._fused[2]
+            kept = self._fused[which] = (stamp, weight, bias)
+        return kept[1], kept[2]
 
     @staticmethod
     def _stack(parts: tuple[nn.Linear, ...]) -> tuple[Tensor, Tensor | None]:
@@ -256,6 +259,14 @@ class MultiHeadAttention(nn.Module):
             return self.query(hidden_states), self.key(hidden_states), self.value(hidden_states)
         weight, bias = self.fused_projection()
         return F.linear(hidden_states, weight, bias).chunk(3, dim=-1)
+
+    def project_memory(self, key_value_states: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-attention keys and values of the encoder output, one matrix multiply."""
+        if not self.fuse_qkv:
+            return self.key(key_value_states), self.value(key_value_states)
+        weight, bias = self.fused_projection("kv")
+        keys, values = F.linear(key_value_states, weight, bias).chunk(2, dim=-1)
+        return keys, values
 
     def forward(
         self,
@@ -292,8 +303,8 @@ class MultiHeadAttention(nn.Module):
             if static_keys_values is not None:
                 keys, values = static_keys_values
             else:
-                keys = split_heads(self.key(key_value_states), heads)
-                values = split_heads(self.value(key_value_states), heads)
+                keys, values = self.project_memory(key_value_states)
+                keys, values = split_heads(keys, heads), split_heads(values, heads)
         queries = split_heads(queries, heads)
         context, probabilities = scaled_dot_product_attention(
             queries, keys, values, bias,
@@ -307,8 +318,8 @@ class MultiHeadAttention(nn.Module):
 
     def project_keys_values(self, key_value_states: Tensor) -> tuple[Tensor, Tensor]:
         """Encoder keys/values for cross-attention, computed once per source sentence."""
-        return (split_heads(self.key(key_value_states), self.num_heads),
-                split_heads(self.value(key_value_states), self.num_heads))
+        keys, values = self.project_memory(key_value_states)
+        return split_heads(keys, self.num_heads), split_heads(values, self.num_heads)
 
 
 __all__ = [
