@@ -225,3 +225,16 @@ def test_finetune_gpt_command_from_a_pretrained_checkpoint(corpus_file, tmp_path
     err = capsys.readouterr().err
     assert code == 2 and "maybe" in err and "bad.csv" in err and "3" in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_training_commands_share_the_run_flags_and_check_the_budget(corpus_file, tmp_path, capsys):
+    """train-gpt, train-translation and train-lm take the same run flags; a negative budget is
+    one clear error, before any output folder is written."""
+    for command in (["train-gpt", "--corpus", str(corpus_file)],
+                    ["train-lm", "--arch", "nnlm", "--corpus", str(corpus_file)],
+                    ["train-translation", "--train", "en_de"]):
+        output = tmp_path / command[0]
+        code = main(command + ["--max-minutes", "-1", "--precision", "bf16", "--no-progress",
+                               "--output", str(output)])
+        assert code == 2 and "max-minutes" in capsys.readouterr().err
+        assert not output.exists()

@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from plmkit.commands._common import add_run_arguments, run_options
 from plmkit.errors import PlmError
 
 
@@ -111,10 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lm.add_argument("--weight-decay", type=float, default=0.0)
     lm.add_argument("--max-grad-norm", type=float, default=5.0)
     lm.add_argument("--eval-every", type=int, default=0)
-    lm.add_argument("--save-every", type=int, default=0)
-    lm.add_argument("--seed", type=int, default=42)
-    lm.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    lm.add_argument("--no-progress", action="store_true")
+    add_run_arguments(lm)
     lm.set_defaults(func=run_train_lm)
 
 
@@ -316,8 +314,8 @@ def run_train_lm(args: argparse.Namespace) -> int:
         output_dir=args.output, max_steps=args.max_steps, num_epochs=args.epochs,
         learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule,
         weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
-        eval_every=args.eval_every if valid else 0, save_every=args.save_every, seed=args.seed,
-        progress=not args.no_progress, plot_metrics=("loss", "perplexity"))
+        eval_every=args.eval_every if valid else 0, plot_metrics=("loss", "perplexity"),
+        **run_options(args))
     print(f"{args.arch}: {len(train):,} training sentences, vocabulary {len(vocab):,}")
     model, result = train_language_model(recipe, train, vocab, training, valid=valid,
                                          resume=args.resume, **sizes)

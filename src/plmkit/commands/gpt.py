@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from plmkit.commands._common import add_run_arguments, run_options
 from plmkit.errors import PlmError
 
 
@@ -42,14 +43,8 @@ def register(subparsers) -> None:
     train.add_argument("--eval-every", type=int, default=0)
     train.add_argument("--eval-tokens", type=int, default=None,
                        help="evaluate on the first N held-out tokens only")
-    train.add_argument("--save-every", type=int, default=0)
-    train.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
-    train.add_argument("--compile", action="store_true", help="torch.compile the model")
-    train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                       help="continue from the last (or the given) checkpoint in --output")
-    train.add_argument("--no-progress", action="store_true")
     train.add_argument("--output", required=True, help="output folder")
+    add_run_arguments(train)
     train.set_defaults(func=run_train)
 
     tune = subparsers.add_parser(
@@ -79,9 +74,8 @@ def register(subparsers) -> None:
     tune.add_argument("--lm-weight", type=float, default=0.5,
                       help="λ of the auxiliary language-model loss (0 = off)")
     tune.add_argument("--eval-every", type=int, default=0)
-    tune.add_argument("--seed", type=int, default=42)
-    tune.add_argument("--no-progress", action="store_true")
     tune.add_argument("--output", required=True, help="output folder")
+    add_run_arguments(tune, resume=False)
     tune.set_defaults(func=run_finetune)
 
     gen = subparsers.add_parser(
@@ -119,9 +113,8 @@ def run_train(args: argparse.Namespace) -> int:
     training = TrainingConfig(
         output_dir=args.output, max_steps=args.max_steps, learning_rate=args.learning_rate,
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup_steps,
-        adam_betas=(0.9, 0.95), eval_every=args.eval_every, save_every=args.save_every,
-        precision=args.precision, compile=args.compile, seed=args.seed,
-        progress=not args.no_progress, plot_metrics=("loss", "eval_loss"))
+        adam_betas=(0.9, 0.95), eval_every=args.eval_every,
+        plot_metrics=("loss", "eval_loss"), **run_options(args))
     _, results = pretrain_gpt(setup, training, resume=args.resume,
                               log=lambda m: print(m, file=sys.stderr))
     print(json.dumps({k: round(v, 4) for k, v in results.items()}))
@@ -145,8 +138,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     training = TrainingConfig(
         output_dir=args.output, max_steps=args.max_steps, num_epochs=args.epochs,
         learning_rate=args.learning_rate, warmup_ratio=args.warmup_ratio, schedule="linear",
-        eval_every=args.eval_every, seed=args.seed, progress=not args.no_progress,
-        plot_metrics=("loss", "eval_accuracy"))
+        eval_every=args.eval_every, plot_metrics=("loss", "eval_accuracy"),
+        **run_options(args))
     results = finetune_gpt(args.checkpoint, setup, training,
                            log=lambda m: print(f"plmkit: {m}", file=sys.stderr))
     print(json.dumps({k: round(v, 4) for k, v in results.items()}))

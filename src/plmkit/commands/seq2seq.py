@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from plmkit.commands._common import add_run_arguments, run_options
 from plmkit.errors import PlmError
 
 
@@ -64,13 +65,8 @@ def register(subparsers) -> None:
     train.add_argument("--test-sentences", type=int, default=0,
                        help="final BLEU on the first N test pairs only (0 = all)")
     train.add_argument("--length-penalty", type=float, default=0.6, help="GNMT α (0 = off)")
-    train.add_argument("--save-every", type=int, default=0)
-    train.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
-    train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                       help="continue from the last (or the given) checkpoint in --output")
-    train.add_argument("--no-progress", action="store_true")
     train.add_argument("--output", required=True, help="output folder")
+    add_run_arguments(train)
     train.set_defaults(func=run_train)
 
     translate = subparsers.add_parser(
@@ -153,9 +149,8 @@ def translation_training_config(args: argparse.Namespace):
         optimizer="adam", adam_betas=(0.9, 0.98), adam_epsilon=1e-9, weight_decay=0.0,
         schedule=args.schedule, warmup_steps=warmup,
         noam_d_model=TRANSFORMER_SIZES[args.size]["d_model"], max_grad_norm=1.0,
-        eval_every=args.eval_every, save_every=args.save_every, precision=args.precision,
-        seed=args.seed, progress=not args.no_progress,
-        plot_metrics=("loss", "eval_loss", "eval_bleu"))
+        eval_every=args.eval_every, plot_metrics=("loss", "eval_loss", "eval_bleu"),
+        **run_options(args))
 
 
 def run_translate(args: argparse.Namespace) -> int:
