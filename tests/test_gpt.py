@@ -193,3 +193,29 @@ def test_classifier_folder_round_trips_its_label_count_both_ways(tmp_path):
     again = ours.GPTForSequenceClassification.from_pretrained(tmp_path, strict_head=True)
     reference = transformers.GPT2ForSequenceClassification.from_pretrained(tmp_path)
     assert again.score.weight.shape == (3, 48) == reference.score.weight.shape
+
+
+def test_bert_and_gpt_share_the_mixins_initialisation_and_gpt_scales_its_residual_projections():
+    from plmkit.models.bert import BertConfig, BertForMaskedLM
+    from plmkit.models.gpt import GPTLMHeadModel, gpt_config
+
+    torch.manual_seed(0)
+    bert = BertForMaskedLM(BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=2,
+                                      num_attention_heads=2, intermediate_size=256,
+                                      pad_token_id=0))
+    embeddings = bert.bert.embeddings.word_embeddings.weight
+    assert torch.count_nonzero(embeddings[0]) == 0
+    assert abs(embeddings[1:].std().item() - 0.02) < 0.002
+    dense = bert.bert.encoder.layer[0].intermediate.dense
+    assert abs(dense.weight.std().item() - 0.02) < 0.002 and torch.count_nonzero(dense.bias) == 0
+    norm = bert.bert.encoder.layer[0].output.LayerNorm
+    assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
+    assert bert.cls.predictions.decoder.weight is embeddings
+
+    gpt = GPTLMHeadModel(gpt_config("micro", vocab_size=300, n_positions=64))
+    block = gpt.transformer.h[0]
+    expected = 0.02 / (2 * gpt.config.n_layer) ** 0.5
+    assert abs(block.mlp.c_proj.weight.std().item() - expected) < 0.1 * expected
+    assert abs(block.mlp.c_fc.weight.std().item() - 0.02) < 0.002
+    assert torch.count_nonzero(block.attn.c_attn.bias) == 0
+    assert gpt.lm_head.weight is gpt.transformer.wte.weight

@@ -283,26 +283,6 @@ class BertPreTrainedModel(PretrainedMixin, nn.Module):
         super().__init__()
         self.config = config
 
-    def init_weights(self) -> None:
-        self.apply(self._init_module)
-        self.tie_weights()
-
-    def _init_module(self, module: nn.Module) -> None:
-        """BERT's initialisation: N(0, 0.02) weights, zero biases, LayerNorm = identity."""
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
-            if module.padding_idx is not None:
-                with torch.no_grad():
-                    module.weight[module.padding_idx].zero_()
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-
     def config_dict(self) -> dict[str, Any]:
         values = super().config_dict()
         if values.get("id2label") is None:

@@ -287,26 +287,13 @@ class GPTPreTrainedModel(PretrainedMixin, nn.Module):
         self.config = config
 
     def init_weights(self) -> None:
-        self.apply(self._init_module)
+        super().init_weights()
         # GPT-2: scale the residual projections by 1/√(2·n_layer) — two residual additions per
         # block — so the variance of the residual stream does not grow with depth.
         std = self.config.initializer_range / math.sqrt(2 * self.config.n_layer)
         for name, parameter in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(parameter, std=std)
-        self.tie_weights()
-
-    def _init_module(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, Conv1D)):
-            nn.init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
     # ------------------------------------------------------------------ config.json both ways
     def config_dict(self) -> dict[str, Any]:

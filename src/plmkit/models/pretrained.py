@@ -194,6 +194,31 @@ class PretrainedMixin:
     def tie_weights(self) -> None:
         """Re-point tied parameters (e.g. the MLM decoder at the word embeddings)."""
 
+    # ----------------------------------------------------------------------------- init
+    def init_weights(self) -> None:
+        """BERT's and GPT-2's initialisation (models with another scheme override it), then the
+        ties: N(0, ``initializer_range``) matrices and embeddings (padding row zero), zero biases,
+        LayerNorm = identity."""
+        assert isinstance(self, nn.Module)
+        self.apply(self._init_module)
+        self.tie_weights()
+
+    def _init_module(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(getattr(module, "weight", None), nn.Parameter) and module.weight.dim() == 2:
+            # nn.Linear, and GPT-2's Conv1D (the same map with the matrix stored transposed)
+            nn.init.normal_(module.weight, std=std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         assert isinstance(self, nn.Module)
         seen: set[int] = set()
