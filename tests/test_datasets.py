@@ -411,3 +411,40 @@ def test_fortune_documents_drop_attributions_and_skipped_files(tmp_path):
     (folder / "wisdom").write_text("latin-1 copy that must not be read twice\n%\n", encoding="latin-1")
     assert list(fortune_documents(tmp_path)) == [
         ["A dream will always triumph over reality.", "Once it is given the chance, it wins."]]
+
+
+def test_a_superseded_debian_build_is_replaced_only_where_allowed(monkeypatch, tmp_path):
+    """Debian security updates delete the pinned build: an ``accept_newer`` source then takes the
+    current one (and its marker still counts as complete); any other source still refuses."""
+    newer = Source("fakedoc", "debian", "fakedoc", "1:1.0-1", "0" * 64, "MIT", "x", accept_newer=True)
+    monkeypatch.setattr(sources.shutil, "which", lambda name: "/usr/bin/" + name)
+    calls = []
+
+    def run(command, cwd):
+        calls.append(command[2:])
+        if command[1] == "download" and command[-1] == "fakedoc=1:1.0-1":
+            return subprocess.CompletedProcess(
+                command, 100, "", "E: Version '1:1.0-1' for 'fakedoc' was not found")
+        if command[1] == "download":
+            (Path(cwd) / "fakedoc_1%3a1.0-2_all.deb").write_bytes(b"!<arch>\nnewer")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(sources, "_run", run)
+    (tmp_path / "dl").mkdir()
+    archive = sources.download(newer, tmp_path / "dl")
+    assert archive.name == "fakedoc_1%3a1.0-2_all.deb" and calls[-1] == ["-q", "fakedoc"]
+    digest = sources.verify(newer, archive)
+    assert digest == hashlib.sha256(b"!<arch>\nnewer").hexdigest()
+
+    strict = Source(**{**newer.__dict__, "accept_newer": False})
+    with pytest.raises(PlmError, match="sha256 mismatch"):
+        sources.verify(strict, archive)
+    same_version = tmp_path / "fakedoc_1%3a1.0-1_all.deb"
+    same_version.write_bytes(b"tampered")
+    with pytest.raises(PlmError, match="sha256 mismatch"):
+        sources.verify(newer, same_version)
+
+    folder = tmp_path / "unpacked"
+    folder.mkdir()
+    (folder / MARKER).write_text(json.dumps({"sha256": digest, "pinned_sha256": newer.sha256}))
+    assert sources._is_complete(folder, newer) and not sources._is_complete(folder, strict)

