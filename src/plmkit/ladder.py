@@ -120,6 +120,9 @@ class Plan:
     vocab_size: int = 5000   # the shared word vocabulary (the rest is <unk>): the softmax's cost
     head_epochs: int = 15    # a small head on frozen features: cheap, needs many updates
     finetune_epochs: int = 3
+    # Nine characters in ten are tagged O: fine-tuning a whole transformer for 3 epochs leaves it
+    # predicting O everywhere (entity F1 0), so taggers get as many passes as the frozen heads.
+    tagging_epochs: int = 15
     word2vec_epochs: int = 3
 
     @classmethod
@@ -493,7 +496,7 @@ class Ladder:
     def fit_head(self, name: str, task: str, encoder: nn.Module, vocab, *, pool: str = "mean",
                  lr: float = 1e-2, epochs: int | None = None, batch_size: int = 16,
                  hidden_size: int = 128) -> float:
-        """Train a FeatureHead through the Trainer; its dev metric after the last epoch."""
+        """Train a FeatureHead through the Trainer; its best dev metric over the epochs."""
         from plmkit.data.collate import Batches
         from plmkit.data.lm import PAD
         from plmkit.data.tasks import TaskCollator
@@ -512,13 +515,14 @@ class Ladder:
         dev.sort(key=lambda f: -len(f["input_ids"]))  # results are keyed by example_index
         dev_batches = Batches(dev, 64, collate, shuffle=False)
         run = f"{name}-{task}"
-        training = self.training(run, epochs=epochs or self.plan.head_epochs, lr=lr)
-        result = Trainer(model, task_object, train_batches, training,
-                         eval_data=dev_batches).train()
         metric = "eval_accuracy" if task == "polarity" else "eval_f1"
-        if metric not in result.metrics:
+        training = self.training(run, epochs=epochs or self.plan.head_epochs, lr=lr,
+                                 metric_for_best=metric)
+        trainer = Trainer(model, task_object, train_batches, training, eval_data=dev_batches)
+        result = trainer.train()
+        if metric not in result.metrics or trainer.state.best_metric is None:
             raise PlmError(f"{run}: the Trainer reported no {metric}")
-        return float(result.metrics[metric])
+        return float(trainer.state.best_metric)
 
     # ---------------------------------------------------------------- generations
     def run(self, generation: str) -> Row:
@@ -662,7 +666,7 @@ class Ladder:
         self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
         zh = self._gpt(self.data.zh_train, self.zh_vocab, "gpt-zh")
         ner = self.fit_head("gpt", "ner", GPTFeatures(zh.transformer), self.zh_vocab, lr=5e-4,
-                            epochs=self.plan.finetune_epochs, batch_size=32, hidden_size=0)
+                            epochs=self.plan.tagging_epochs, batch_size=32, hidden_size=0)
         return perplexity, polarity, ner, parameters
 
     def _bert(self, sentences, vocab, name: str, max_seq_length: int) -> tuple[Path, int]:
@@ -728,8 +732,9 @@ class Ladder:
             settings, metric = TaskSettings(task="tag", max_length=BLOCK), "f1"
         result = finetune(FinetuneConfig(
             task=settings.task, model=str(checkpoint), train=str(train), dev=str(dev),
-            output_dir=str(self.work / f"bert-{task}"), epochs=self.plan.finetune_epochs,
-            eval_every=10**9, batch_size=32, learning_rate=5e-4, warmup_ratio=0.1,
+            output_dir=str(self.work / f"bert-{task}"),
+            epochs=self.plan.finetune_epochs if task == "polarity" else self.plan.tagging_epochs,
+            eval_every=0, batch_size=32, learning_rate=5e-4, warmup_ratio=0.1,
             seed=self.config.seed,
             progress=self.config.progress, plot=False, device="cpu", keep_last=1,
             settings=settings))
