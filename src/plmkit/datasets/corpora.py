@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from plmkit._io import atomic_write, write_text_atomic
@@ -55,15 +56,20 @@ def ptb(force: bool = False) -> dict[str, Path]:
 # ---- English prose for pre-training --------------------------------------------------------
 
 
-def write_prose(out_dir: Path) -> dict:
+def prose_documents() -> Iterator[list[str]]:
+    """Each Python doc source file's prose sentences (files without prose are skipped)."""
     root = fetch("python-doc") / PYTHON_DOC_SOURCES
+    files = sorted(root.rglob("*.txt"))
+    for path in progress(files, "prose documents", len(files)):
+        doc = rst_sentences(path.read_text(encoding="utf-8", errors="replace"))
+        if doc:
+            yield doc
+
+
+def write_prose(out_dir: Path) -> dict:
     documents = sentences = words = 0
     with atomic_write(out_dir / "prose.txt") as handle:
-        files = sorted(root.rglob("*.txt"))
-        for path in progress(files, "prose documents", len(files)):
-            doc = rst_sentences(path.read_text(encoding="utf-8", errors="replace"))
-            if not doc:
-                continue
+        for doc in prose_documents():
             if documents:
                 handle.write("\n")
             handle.write("\n".join(doc) + "\n")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from plmkit._io import atomic_write
 from plmkit.datasets._build import Dataset, build, paths
-from plmkit.datasets.corpora import prose, read_fortunes
+from plmkit.datasets.corpora import prose_documents, read_fortunes
 from plmkit.datasets.ner import people_daily_ner, read_conll
 from plmkit.datasets.rst import is_prose_sentence, split_sentences
 from plmkit.datasets.sources import fetch, progress
@@ -120,20 +120,6 @@ def fortune_documents(root: Path) -> Iterator[list[str]]:
 # ---- the corpus ----------------------------------------------------------------------------
 
 
-def prose_documents(path: Path) -> Iterator[list[str]]:
-    document: list[str] = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if line:
-                document.append(line)
-            elif document:
-                yield document
-                document = []
-    if document:
-        yield document
-
-
 def people_daily_documents(path: Path) -> Iterator[list[str]]:
     sentences = ["".join(token for token, _ in s) for s in read_conll(path)]
     for start in range(0, len(sentences), PEOPLE_DAILY_DOC_SENTENCES):
@@ -144,7 +130,7 @@ def write_general(out_dir: Path) -> dict:
     parts = {
         "gcide": lambda: gcide_documents(fetch("gcide")),
         "fortunes": lambda: fortune_documents(fetch("fortunes")),
-        "prose": lambda: prose_documents(prose()),
+        "prose": prose_documents,
         "people_daily_train": lambda: people_daily_documents(people_daily_ner()["train"]),
     }
     stats: dict[str, dict[str, int]] = {}

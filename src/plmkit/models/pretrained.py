@@ -196,17 +196,24 @@ class PretrainedMixin:
 
     # ----------------------------------------------------------------------------- init
     def init_weights(self) -> None:
-        """BERT's and GPT-2's initialisation (models with another scheme override it), then the
-        ties: N(0, ``initializer_range``) matrices and embeddings (padding row zero), zero biases,
-        LayerNorm = identity."""
+        """Every module's initial weights, then the ties. By default BERT's and GPT-2's scheme:
+        N(0, ``initializer_range``) matrices and embeddings (padding row zero), zero biases,
+        LayerNorm = identity; a model changes the two distributions with :meth:`init_matrix`
+        and :meth:`embedding_std`."""
         assert isinstance(self, nn.Module)
-        self.apply(self._init_module)
+        for module in self.modules():
+            self._init_module(module)
         self.tie_weights()
 
+    def init_matrix(self, weight: torch.Tensor) -> None:
+        nn.init.normal_(weight, std=self.config.initializer_range)
+
+    def embedding_std(self) -> float:
+        return self.config.initializer_range
+
     def _init_module(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
         if isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
+            nn.init.normal_(module.weight, std=self.embedding_std())
             if module.padding_idx is not None:
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
@@ -215,7 +222,7 @@ class PretrainedMixin:
             nn.init.zeros_(module.bias)
         elif isinstance(getattr(module, "weight", None), nn.Parameter) and module.weight.dim() == 2:
             # nn.Linear, and GPT-2's Conv1D (the same map with the matrix stored transposed)
-            nn.init.normal_(module.weight, std=std)
+            self.init_matrix(module.weight)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
 

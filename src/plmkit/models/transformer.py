@@ -408,24 +408,18 @@ class TransformerModel(PretrainedMixin, nn.Module):
         (3d × d) matrix, as ``torch.nn.MultiheadAttention`` initialises them; fairseq found it
         to converge better too: smaller initial attention logits keep the softmax soft.
         """
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, std=self.config.d_model ** -0.5)
-                if module.padding_idx is not None:
-                    with torch.no_grad():
-                        module.weight[module.padding_idx].zero_()
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        super().init_weights()
         for module in self.modules():
             if isinstance(module, MultiHeadAttention):
                 for projection in (module.query, module.key, module.value):
                     nn.init.xavier_uniform_(projection.weight, gain=2 ** -0.5)
         self.tie_weights()
+
+    def init_matrix(self, weight: Tensor) -> None:
+        nn.init.xavier_uniform_(weight)
+
+    def embedding_std(self) -> float:
+        return self.config.d_model ** -0.5
 
     # ----------------------------------------------------------------------------- passes
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
