@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -194,7 +195,10 @@ def part_nanogpt(args) -> None:
               f"train {len(train):,} tokens); size {args.size} {GPT_SIZES[args.size]}, "
               f"block {args.block_size}, batch {args.batch_size}, {args.steps} steps, "
               f"lr {args.learning_rate}; {machine()}")
-        print("# the machine is shared with other engineers: timings are noisy", flush=True)
+        load = os.getloadavg()[0]
+        print(f"# load average at the start: {load:.2f} on {os.cpu_count()} cores"
+              + (" — other work is running, timings are noisy" if load > 0.5 else ""),
+              flush=True)
         runs = {
             "nanoGPT": lambda: _timed(build_nanogpt(module, vocab, args), nano_loss,
                                       lambda m: nanogpt_style_loop(m, nano_loss, train, args)),
