@@ -609,3 +609,18 @@ def test_an_output_folder_holding_another_run_is_refused(trained, data, capsys):
                 "--max-steps", "1", "--no-progress") == 2
     assert "already holds a training run" in capsys.readouterr().err
     assert (trained["classify"] / "metrics.jsonl").read_text() == before
+
+
+def test_the_same_seed_gives_the_same_fine_tuned_model_whatever_ran_before(base, data, tmp_path):
+    """The fresh head is drawn from the run's seed, not from the process's RNG state."""
+    from safetensors.torch import load_file
+
+    weights = []
+    for index, noise in enumerate((0, 12345)):
+        torch.manual_seed(noise)
+        torch.randn(1000)
+        output = _train("classify", base, data, tmp_path / f"run{index}", epochs=1)
+        weights.append(load_file(str(output / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key])

@@ -577,7 +577,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     """Read, featurise, train through the Trainer (early stopping on the dev metric), test."""
     import time
 
-    from plmkit.training.trainer import Trainer, TrainingConfig
+    from plmkit.training.trainer import Trainer, TrainingConfig, seed_everything
 
     started = time.perf_counter()
     if not config.model:
@@ -602,6 +602,9 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
             e.is_impossible for e in train_examples)
     dev_examples = read_examples(settings, config.dev) if config.dev else None
     labels = training_labels(settings, train_examples, dev_examples)
+    # The fresh head is drawn here, before the Trainer seeds itself: without this, its initial
+    # weights (and so the result) depended on whatever the process had drawn before.
+    seed_everything(config.seed)
     model = build_model(settings, folder, labels)
     label2id = model.config.label2id if labels is not None else None
     train = featurize(settings, tokenizer, train_examples, label2id, training=True)
