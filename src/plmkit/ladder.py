@@ -896,6 +896,12 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     plan = Plan.from_budget(config.budget)
     data = load_data(config, plan)
+    # A budget may ask for more than a dataset holds (polarity has 3,200 training sentences):
+    # the table reports what was actually used.
+    plan = dataclasses.replace(plan, lm_sentences=len(data.lm_train),
+                               zh_sentences=len(data.zh_train),
+                               polarity_train=len(data.polarity_train),
+                               ner_train=len(data.ner_train), ner_dev=len(data.ner_dev))
     chosen = [g for g in GENERATIONS if g in config.generations]
     rows = []
     with tempfile.TemporaryDirectory(prefix="plm-ladder-") as tmp:
