@@ -105,12 +105,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lm.add_argument("--batch-size", type=int, default=20)
     lm.add_argument("--epochs", type=float, default=1.0)
     lm.add_argument("--max-steps", type=int, default=0)
-    lm.add_argument("--lr", type=float, default=1e-3)
-    lm.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default="adam")
+    lm.add_argument("--lr", type=float, default=None,
+                    help="default: 20 with SGD for rnn/lstm (Zaremba et al.), 1e-3 with Adam "
+                         "for nnlm/elmo")
+    lm.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default=None,
+                    help="default: sgd for rnn/lstm, adam for nnlm/elmo")
     lm.add_argument("--schedule", default="linear",
                     choices=["linear", "cosine", "constant", "linear_to_zero"])
     lm.add_argument("--weight-decay", type=float, default=0.0)
-    lm.add_argument("--max-grad-norm", type=float, default=5.0)
+    lm.add_argument("--max-grad-norm", type=float, default=None,
+                    help="default: 0.25 for rnn/lstm, 5 for nnlm/elmo")
     lm.add_argument("--eval-every", type=int, default=0)
     add_run_arguments(lm)
     lm.set_defaults(func=run_train_lm)
@@ -310,10 +314,14 @@ def run_train_lm(args: argparse.Namespace) -> int:
         sizes["tie_weights"] = args.tie or None
     if args.arch == "nnlm" and args.no_direct:
         sizes["direct_connection"] = False
+    stream = args.arch in ("rnn", "lstm")
     training = TrainingConfig(
         output_dir=args.output, max_steps=args.max_steps, num_epochs=args.epochs,
-        learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule,
-        weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+        learning_rate=args.lr if args.lr is not None else (20.0 if stream else 1e-3),
+        optimizer=args.optimizer or ("sgd" if stream else "adam"), schedule=args.schedule,
+        weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm if args.max_grad_norm is not None
+        else (0.25 if stream else 5.0),
         eval_every=args.eval_every if valid else 0, plot_metrics=("loss", "perplexity"),
         **run_options(args))
     print(f"{args.arch}: {len(train):,} training sentences, vocabulary {len(vocab):,}")
