@@ -143,3 +143,19 @@ def test_cli_train_tokenizer(tmp_path: Path, corpus, capsys) -> None:
     assert main(["train-tokenizer", "--corpus", str(bad), "--output", str(tmp_path / "x"),
                  "--quiet", "--errors", "replace", "--cased", "--vocab-size", "30"]) == 0
     assert WordPieceTokenizer.from_pretrained(tmp_path / "x").lowercase is False
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_pretrain_vocabulary_training_shows_progress_unless_asked_not_to(tmp_path: Path, corpus,
+                                                                          capsys, progress):
+    """``plm pretrain --train-tokenizer`` can spend minutes counting a large corpus: its bars
+    follow the run's progress setting (``--no-progress`` silences them)."""
+    from plmkit.commands.pretrain import PretrainDataConfig, build_tokenizer
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(corpus) + "\n", encoding="utf-8")
+    data = PretrainDataConfig(corpus=str(path), train_tokenizer=120)
+    tokenizer = build_tokenizer(data, [path], tmp_path / "run", progress=progress)
+    assert tokenizer.vocab_size == 120
+    err = capsys.readouterr().err
+    assert ("counting words" in err and "merging" in err) is progress

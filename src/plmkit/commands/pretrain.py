@@ -154,7 +154,8 @@ def resolve_corpus(name: str) -> list[Path]:
     return [path]
 
 
-def build_tokenizer(data: PretrainDataConfig, corpus: list[Path], output: Path):
+def build_tokenizer(data: PretrainDataConfig, corpus: list[Path], output: Path,
+                    progress: bool = False):
     from plmkit.tokenization import WordPieceTokenizer
 
     if data.train_tokenizer:
@@ -168,7 +169,7 @@ def build_tokenizer(data: PretrainDataConfig, corpus: list[Path], output: Path):
         sentences = (s for document in read_documents(corpus, errors=data.errors)
                      for s in document)
         tokenizer = train_wordpiece(sentences, vocab_size=data.train_tokenizer,
-                                    lowercase=data.lowercase)
+                                    lowercase=data.lowercase, show_progress=progress)
         tokenizer.save_pretrained(vocab_folder)
         return tokenizer
     if data.tokenizer == "minilm":
@@ -259,7 +260,8 @@ def run(args: argparse.Namespace) -> int:
     from plmkit.training.trainer import resolve_device
 
     context = init_distributed(resolve_device(training.device))
-    tokenizer = build_tokenizer(data, corpus, output) if context.is_main else None
+    tokenizer = (build_tokenizer(data, corpus, output, training.progress) if context.is_main
+                 else None)
     barrier(context)
     if tokenizer is None:
         tokenizer = build_tokenizer(data, corpus, output)
