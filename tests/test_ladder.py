@@ -151,5 +151,57 @@ def test_budget_scales_training_data_not_evaluation():
 
 
 def test_words_of_matches_ptb_conventions():
-    assert words_of("It's 1998, and I don't LIKE it!") == ["it's", "N", "and", "i", "don't",
-                                                            "like", "it"]
+    assert words_of("It's 1998, and I don't LIKE it!") == ["it", "'s", "N", "and", "i", "do",
+                                                            "n't", "like", "it"]
+    # the Treebank's own spellings of the irregular negations
+    assert words_of("Won't, can't; the film's 'best'") == ["wo", "n't", "ca", "n't", "the",
+                                                           "film", "'s", "best"]
+
+
+def test_task_text_joins_the_english_pre_training(data, tmp_path):
+    """The polarity sentences' words ("was", "really") are not in the corpus: with task_text the
+    shared vocabulary and the pre-training text contain them, without it they are <unk>."""
+    from plmkit.ladder import Ladder, load_data
+
+    seen = {}
+    for task_text in (True, False):
+        config = LadderConfig(budget=0.05, progress=False, task_text=task_text, **data)
+        plan = Plan.from_budget(config.budget)
+        loaded = load_data(config, plan)
+        corpus_size = len(loaded.lm_train)
+        ladder = Ladder(config, loaded, plan, tmp_path, log=lambda message: None)
+        seen[task_text] = ladder
+        extra = len(loaded.lm_train) - corpus_size
+        assert extra == (len(loaded.polarity_train) if task_text else 0)
+        assert ("really" in ladder.vocab.stoi) is task_text
+        known = [w for s in ladder.polarity_words[1] for w in s if w != ladder.vocab.unk]
+        assert ("really" in known) is task_text
+    assert len(seen[True].vocab) > len(seen[False].vocab)
+
+
+def test_contextual_rows_add_frozen_layers_to_fine_tuned_words():
+    import torch
+
+    from plmkit.ladder import RecurrentFeatures, WindowEmbeddings, WordsAndContext
+    from plmkit.models.rnn import RNNLanguageModel, RNNLMConfig
+
+    lm = RNNLanguageModel(RNNLMConfig(vocab_size=20, embedding_size=8, hidden_size=8,
+                                      num_layers=2, tie_weights=True))
+    before = {n: p.detach().clone() for n, p in lm.named_parameters()}
+    features = WordsAndContext(WindowEmbeddings(lm.embeddings.weight.detach().clone(),
+                                                freeze=False), RecurrentFeatures(lm))
+    assert features.output_size == 3 * 8 + 8
+    ids = torch.randint(1, 20, (3, 5))
+    mask = torch.ones_like(ids)
+    mask[2, 3:] = 0
+    out = features(ids, mask)
+    assert out.shape == (3, 5, 3 * 8 + 8)
+    assert torch.all(out[2, 3:, 3 * 8:] == 0)  # padding contributes nothing
+    optimizer = torch.optim.SGD([p for p in features.parameters() if p.requires_grad], lr=1.0)
+    out.pow(2).sum().backward()
+    optimizer.step()
+    # the word window and the scalar mix learn; the language model stays as it was
+    assert features.words.embeddings.weight.grad is not None
+    assert all(p.grad is not None for p in features.context.mix.parameters())
+    for name, parameter in lm.named_parameters():
+        assert torch.equal(parameter, before[name]), name

@@ -14,9 +14,11 @@ nnlm       Bengio's NNLM (Trainer)                   its embeddings C initialise
                                                      lookup table, ±1-word window, small tanh
                                                      head (Collobert et al. 2011)
 word2vec   skip-gram with negative sampling          the same with the skip-gram vectors
-lstm       2-layer LSTM LM, tied (Trainer)           frozen states of every layer, learned
-                                                     scalar mix, tanh head
-elmo       biLM, forward + backward (Trainer)        frozen biLM, learned scalar mix, tanh head
+lstm       2-layer LSTM LM, tied (Trainer)           [x; mix]: the static rows' fine-tuned word
+                                                     window (from the LM's embeddings) beside
+                                                     a learned scalar mix of the frozen layers
+elmo       biLM, forward + backward (Trainer)        the same with the frozen biLM (Peters et
+                                                     al. 2018: "[x_k; ELMo_k]"), tanh head
 gpt        GPT decoder, causal LM (Trainer)          fine-tuned: last token / every token → linear
 bert       BERT, MLM + NSP (Trainer)                 fine-tuned with ``plm finetune``'s recipe
 =========  ========================================  ===========================================
@@ -59,8 +61,8 @@ DESCRIPTIONS = {
     "ngram": "KN 5-gram; class LMs / HMM",
     "nnlm": "NNLM (Bengio 2003), C fine-tuned",
     "word2vec": "skip-gram NS, vectors fine-tuned",
-    "lstm": "2-layer LSTM LM, frozen + scalar mix",
-    "elmo": "biLM, frozen + scalar mix",
+    "lstm": "2-layer LSTM LM: [words; frozen scalar mix]",
+    "elmo": "biLM: [words; frozen scalar mix]",
     "gpt": "GPT (3 layers), fine-tuned",
     "bert": "BERT (2 layers), fine-tuned",
 }
@@ -82,6 +84,11 @@ class LadderConfig:
     polarity_dev: str | None = None
     ner_train: str | None = None        # CoNLL, one character a line (default: People's Daily)
     ner_dev: str | None = None
+    # Pre-train the English generations on the polarity training split's text too (its labels
+    # unused), as the Chinese side pre-trains on the NER training split's characters: without
+    # it 30% of the movie reviews' words (funny, boring, fun, entertaining…) are <unk> in a
+    # vocabulary of Wall Street Journal text, and only the counting generation reads them.
+    task_text: bool = True
     seed: int = 42
     progress: bool = True
 
@@ -117,6 +124,7 @@ class Plan:
     polarity_train: int
     ner_train: int
     ner_dev: int = 300
+    task_sentences: int = 0  # polarity training sentences added to the English pre-training text
     vocab_size: int = 5000   # the shared word vocabulary (the rest is <unk>): the softmax's cost
     head_epochs: int = 15    # a small head on frozen features: cheap, needs many updates
     finetune_epochs: int = 3
@@ -171,9 +179,17 @@ class LadderData:
                            field="polarity_train")
 
 
+_PTB_TOKENS = re.compile(r"[a-z]+(?=n't)|n't|'(?:s|re|ve|ll|m|d)(?![a-z])|[a-z]+|\d[\d.,]*")
+
+
 def words_of(text: str) -> list[str]:
-    """English text → PTB-style tokens: lower case, words only, numbers as ``N``."""
-    words = re.findall(r"[a-z]+(?:'[a-z]+)?|'[a-z]+|\d[\d.,]*", text.lower())
+    """English text → PTB-style tokens: lower case, words only, numbers as ``N``, clitics split
+    the Treebank's way (``doesn't`` → ``does n't``, ``it's`` → ``it 's``, ``won't`` → ``wo n't``); other apostrophes (quotes) are dropped.
+
+    The split matters: kept whole, ``it's`` or ``doesn't`` are words PTB never wrote, so every
+    pre-trained generation would read them as ``<unk>``.
+    """
+    words = _PTB_TOKENS.findall(text.lower())
     return ["N" if w[0].isdigit() else w for w in words][:MAX_WORDS]
 
 
@@ -355,6 +371,26 @@ class ElmoFeatures(FrozenLayers):
         return [layer[:, 1:-1] for layer in self.bilm.representation_layers(ids, mask)]
 
 
+class WordsAndContext(nn.Module):
+    """[x_k; ELMo_k]: a frozen network's mixed layers concatenated with a fine-tuned window of
+    word vectors — how Peters et al. (2018, §3.3) add ELMo to a task model ("concatenate the ELMo
+    vector with x_k"), the task keeping its own context-independent word representation.
+
+    The word window is exactly the static generations' head input (:class:`WindowEmbeddings`,
+    here initialised from the language model's own input embeddings), so a contextual row differs
+    from a static one by what the frozen LM adds, which is the step the ladder measures.
+    """
+
+    def __init__(self, words: WindowEmbeddings, context: FrozenLayers) -> None:
+        super().__init__()
+        self.words, self.context = words, context
+        self.output_size = words.output_size + context.output_size
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return torch.cat([self.words(input_ids, attention_mask),
+                          self.context(input_ids, attention_mask)], dim=-1)
+
+
 class GPTFeatures(nn.Module):
     """The GPT decoder stack, fine-tuned with the head (GPT-1's recipe)."""
 
@@ -436,15 +472,17 @@ class Ladder:
         self.config, self.data, self.plan, self.work, self.log = config, data, plan, work, log
         from plmkit.data.lm import Vocabulary
 
+        # the counting generation learns from the task's own words; the others see them through
+        # their pre-trained vocabulary
+        self.raw_polarity_words = ([words_of(t) for t, _ in data.polarity_train],
+                                   [words_of(t) for t, _ in data.polarity_dev])
+        if config.task_text:
+            data.lm_train = data.lm_train + [w for w in self.raw_polarity_words[0] if w]
         self.vocab = Vocabulary.build(data.lm_train, max_size=plan.vocab_size)
         self.zh_vocab = Vocabulary.build(data.zh_train)
         # Every generation reads the same token streams: words outside the vocabulary are <unk>.
         data.lm_train = self.in_vocabulary(data.lm_train)
         data.lm_test = self.in_vocabulary(data.lm_test)
-        # the counting generation learns from the task's own words; the others see them through
-        # their pre-trained vocabulary
-        self.raw_polarity_words = ([words_of(t) for t, _ in data.polarity_train],
-                                   [words_of(t) for t, _ in data.polarity_dev])
         self.polarity_words = tuple(map(self.in_vocabulary, self.raw_polarity_words))
 
     def in_vocabulary(self, sentences: list[list[str]]) -> list[list[str]]:
@@ -569,7 +607,7 @@ class Ladder:
     def run_nnlm(self) -> tuple:
         # without the direct connection W, which would double the cost of the softmax layer
         sizes = dict(embedding_size=64, hidden_size=128, direct_connection=False)
-        self.log(f"  pre-training on {len(self.data.lm_train):,} PTB sentences")
+        self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
         lm = self._train_lm("nnlm", self.data.lm_train, self.vocab, "nnlm-en", **sizes)
         perplexity = self._lm_perplexity("nnlm", lm)
         polarity = self.fit_head("nnlm", "polarity", self._static(lm.C.weight), self.vocab)
@@ -602,7 +640,7 @@ class Ladder:
         return WindowEmbeddings(matrix.detach().clone(), freeze=False)
 
     def run_word2vec(self) -> tuple:
-        self.log(f"  skip-gram on {len(self.data.lm_train):,} PTB sentences")
+        self.log(f"  skip-gram on {len(self.data.lm_train):,} English sentences")
         english = self._word2vec(self.data.lm_train, self.vocab)
         polarity = self.fit_head("word2vec", "polarity", self._static(english), self.vocab)
         self.log(f"  skip-gram on {len(self.data.zh_train):,} Chinese sentences")
@@ -611,27 +649,33 @@ class Ladder:
         # input and output vectors (syn0, syn1neg) are both trained parameters
         return None, polarity, ner, 2 * english.numel()
 
+    def _contextual(self, lm: nn.Module, context: FrozenLayers) -> WordsAndContext:
+        return WordsAndContext(self._static(lm.embeddings.weight), context)
+
     def run_lstm(self) -> tuple:
         sizes = dict(embedding_size=128, hidden_size=128, num_layers=2, dropout=0.1,
                      tie_weights=True)
-        self.log(f"  pre-training on {len(self.data.lm_train):,} PTB sentences")
+        self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
         lm = self._train_lm("lstm", self.data.lm_train, self.vocab, "lstm-en", **sizes)
         perplexity = self._lm_perplexity("lstm", lm)
-        polarity = self.fit_head("lstm", "polarity", RecurrentFeatures(lm), self.vocab)
+        polarity = self.fit_head("lstm", "polarity",
+                                 self._contextual(lm, RecurrentFeatures(lm)), self.vocab)
         self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
         zh = self._train_lm("lstm", self.data.zh_train, self.zh_vocab, "lstm-zh", **sizes)
-        ner = self.fit_head("lstm", "ner", RecurrentFeatures(zh), self.zh_vocab)
+        ner = self.fit_head("lstm", "ner", self._contextual(zh, RecurrentFeatures(zh)),
+                            self.zh_vocab)
         return perplexity, polarity, ner, lm.num_parameters()
 
     def run_elmo(self) -> tuple:
         sizes = dict(embedding_size=64, hidden_size=128, num_layers=2, dropout=0.1)
-        self.log(f"  pre-training a biLM on {len(self.data.lm_train):,} PTB sentences")
+        self.log(f"  pre-training a biLM on {len(self.data.lm_train):,} English sentences")
         lm = self._train_lm("elmo", self.data.lm_train, self.vocab, "elmo-en", **sizes)
         perplexity = self._lm_perplexity("elmo", lm, "forward_perplexity")
-        polarity = self.fit_head("elmo", "polarity", ElmoFeatures(lm), self.vocab)
+        polarity = self.fit_head("elmo", "polarity", self._contextual(lm, ElmoFeatures(lm)),
+                                 self.vocab)
         self.log(f"  pre-training a biLM on {len(self.data.zh_train):,} Chinese sentences")
         zh = self._train_lm("elmo", self.data.zh_train, self.zh_vocab, "elmo-zh", **sizes)
-        ner = self.fit_head("elmo", "ner", ElmoFeatures(zh), self.zh_vocab)
+        ner = self.fit_head("elmo", "ner", self._contextual(zh, ElmoFeatures(zh)), self.zh_vocab)
         return perplexity, polarity, ner, lm.num_parameters()
 
     def _gpt(self, sentences, vocab, name: str) -> nn.Module:
@@ -658,7 +702,7 @@ class Ladder:
         from plmkit.data.lm import encode_stream
         from plmkit.training.causal_lm import evaluate_lm
 
-        self.log(f"  pre-training on {len(self.data.lm_train):,} PTB sentences")
+        self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
         lm = self._gpt(self.data.lm_train, self.vocab, "gpt-en")
         test = encode_stream(self.data.lm_test, self.vocab)
         perplexity = evaluate_lm(lm, test, BLOCK, 32)["perplexity"]
@@ -744,7 +788,7 @@ class Ladder:
         return float(result.dev_metrics.get(metric, 0.0))
 
     def run_bert(self) -> tuple:
-        self.log(f"  pre-training on {len(self.data.lm_train):,} PTB sentences")
+        self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
         english, parameters = self._bert(self.data.lm_train, self.vocab, "bert-en", MAX_WORDS)
         polarity = self._bert_finetune(english, "polarity")
         self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
@@ -824,6 +868,8 @@ def _parameters(count: int) -> str:
 
 def markdown_table(rows: Sequence[Row], config: LadderConfig, plan: Plan) -> str:
     corpus = "PTB" if config.corpus == "ptb" else Path(config.corpus).name
+    task = (f" + the {plan.task_sentences:,} polarity training sentences without their labels"
+            if plan.task_sentences else "")
     lines = [
         f"| generation | model | {corpus} test perplexity | polarity accuracy | NER entity F1 | "
         "parameters | train time (s) |",
@@ -834,7 +880,8 @@ def markdown_table(rows: Sequence[Row], config: LadderConfig, plan: Plan) -> str
                      f"{_parameters(row.parameters)} | {row.seconds:.0f} |")
     lines += [
         "",
-        f"Budget {config.budget:g}: pre-training on {plan.lm_sentences:,} {corpus} sentences "
+        f"Budget {config.budget:g}: pre-training on {plan.lm_sentences:,} {corpus} sentences"
+        f"{task} "
         f"(English, the {plan.vocab_size:,} most frequent words, the rest `<unk>`) and "
         f"{plan.zh_sentences:,} People's Daily sentences (Chinese characters); "
         f"polarity: {plan.polarity_train:,} training sentences, accuracy on the dev split; NER: "
@@ -904,7 +951,8 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
     plan = dataclasses.replace(plan, lm_sentences=len(data.lm_train),
                                zh_sentences=len(data.zh_train),
                                polarity_train=len(data.polarity_train),
-                               ner_train=len(data.ner_train), ner_dev=len(data.ner_dev))
+                               ner_train=len(data.ner_train), ner_dev=len(data.ner_dev),
+                               task_sentences=len(data.polarity_train) if config.task_text else 0)
     chosen = [g for g in GENERATIONS if g in config.generations]
     rows = []
     with tempfile.TemporaryDirectory(prefix="plm-ladder-") as tmp:
@@ -923,6 +971,6 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
 
 __all__ = ["GENERATIONS", "LadderConfig", "Plan", "Row", "LadderData", "FeatureHead",
            "FeatureHeadConfig", "WindowEmbeddings", "FrozenLayers", "RecurrentFeatures",
-           "ElmoFeatures", "GPTFeatures", "load_data", "run_ladder", "markdown_table",
+           "ElmoFeatures", "WordsAndContext", "GPTFeatures", "load_data", "run_ladder", "markdown_table",
            "plot_ladder", "write_outputs", "words_of",
            "ngram_classifier_accuracy", "hmm_tagger_f1"]

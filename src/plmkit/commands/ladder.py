@@ -10,6 +10,7 @@ at once when the run has finished (an interrupted run leaves nothing behind).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from plmkit.errors import PlmError
 
@@ -37,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="CSV text,label files (default: Pang & Lee polarity)")
     parser.add_argument("--ner", nargs=2, metavar=("TRAIN", "DEV"),
                         help="CoNLL files, one character a line (default: People's Daily)")
+    parser.add_argument("--no-task-text", action="store_true",
+                        help="pre-train the English generations on the corpus alone, without "
+                             "the polarity training sentences' text")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -44,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plmkit.ladder import LadderConfig, Plan, markdown_table, run_ladder
+    from plmkit.ladder import LadderConfig, run_ladder
 
     if args.threads < 0:
         raise PlmError("threads must be ≥ 0", field="threads")
@@ -57,10 +61,12 @@ def run(args: argparse.Namespace) -> int:
     config = LadderConfig(generations=_generations(args.generations), budget=args.budget,
                           corpus=args.corpus, test_corpus=args.test_corpus,
                           polarity_train=polarity[0], polarity_dev=polarity[1],
-                          ner_train=ner[0], ner_dev=ner[1], seed=args.seed,
+                          ner_train=ner[0], ner_dev=ner[1], task_text=not args.no_task_text,
+                          seed=args.seed,
                           progress=not args.no_progress)
-    rows = run_ladder(config, output=args.output)
-    print(markdown_table(rows, config, Plan.from_budget(config.budget)), end="")
+    run_ladder(config, output=args.output)
+    # the written table states the sizes actually used, which a budget's plan may overstate
+    print((Path(args.output) / "ladder.md").read_text(encoding="utf-8"), end="")
     print(f"\nwrote {args.output}/ladder.md, ladder.json, ladder.png")
     return 0
 
