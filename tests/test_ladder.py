@@ -3,6 +3,7 @@ the run before anything is written."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -76,7 +77,7 @@ def _cli_args(data: dict[str, str]) -> list[str]:
 def test_every_generation_gets_a_sane_row(data, tmp_path, capsys):
     output = tmp_path / "ladder"
     code = main(["ladder", "--budget", "0.05", "--threads", "1", "--output", str(output),
-                 *_cli_args(data)])
+                 "--few-labels", "20", *_cli_args(data)])
     assert code == 0
     table = (output / "ladder.md").read_text(encoding="utf-8")
     assert capsys.readouterr().out.startswith(table.splitlines()[0])
@@ -85,6 +86,7 @@ def test_every_generation_gets_a_sane_row(data, tmp_path, capsys):
     record = json.loads((output / "ladder.json").read_text())
     rows = {row["generation"]: row for row in record["rows"]}
     assert list(rows) == list(GENERATIONS)
+    assert "| polarity, 20 labels |" in table and record["plan"]["few_labels"] == 20
     for name, row in rows.items():
         assert f"| {name} |" in table
         if name in ("word2vec", "bert"):
@@ -94,6 +96,7 @@ def test_every_generation_gets_a_sane_row(data, tmp_path, capsys):
             # a model that learnt nothing scores about |V| ≈ 30 on this text
             assert row["perplexity"] < 200, (name, row["perplexity"])
         assert 0.0 <= row["polarity_accuracy"] <= 1.0, name
+        assert 0.0 <= row["polarity_few_accuracy"] <= 1.0, name
         assert 0.0 <= row["ner_f1"] <= 1.0, name
         assert row["parameters"] > 0 and row["seconds"] > 0, name
     # the counting generation separates this easy polarity data and finds these entities
@@ -110,7 +113,9 @@ def test_subset_and_library_call(data, tmp_path):
                           **data)
     rows = run_ladder(config, output=tmp_path / "out", log=lambda message: None)
     assert [r.generation for r in rows] == ["ngram", "word2vec"]  # lineage order
-    assert (tmp_path / "out" / "ladder.md").exists()
+    table = (tmp_path / "out" / "ladder.md").read_text(encoding="utf-8")
+    # 320 few labels is not fewer than these 60: no few-label column, no empty chart panel
+    assert all(r.polarity_few_accuracy is None for r in rows) and "labels |" not in table
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -119,6 +124,7 @@ def test_subset_and_library_call(data, tmp_path):
     (["--budget", "0"], "budget"),
     (["--budget", "-2"], "budget"),
     (["--budget", "nan"], "budget"),
+    (["--few-labels", "-1"], "few_labels"),
 ])
 def test_bad_options_fail_before_writing(data, tmp_path, capsys, flags, message):
     output = tmp_path / "ladder"
@@ -205,3 +211,19 @@ def test_contextual_rows_add_frozen_layers_to_fine_tuned_words():
     assert all(p.grad is not None for p in features.context.mix.parameters())
     for name, parameter in lm.named_parameters():
         assert torch.equal(parameter, before[name]), name
+
+
+def test_few_label_run_uses_a_fixed_subset_for_as_many_updates(data, tmp_path):
+    from plmkit.ladder import Ladder, load_data
+
+    config = LadderConfig(budget=0.05, progress=False, few_labels=20, **data)
+    plan = dataclasses.replace(Plan.from_budget(config.budget), few_labels=20)
+    loaded = load_data(config, plan)
+    ladder = Ladder(config, loaded, plan, tmp_path, log=lambda message: None)
+    again = Ladder(config, load_data(config, plan), plan, tmp_path, log=lambda message: None)
+    assert len(ladder.few_index) == 20 and ladder.few_index == again.few_index
+    assert len(set(ladder.few_index)) == 20
+    assert ladder._epochs(15, ladder.few_index) == 15 * len(loaded.polarity_train) / 20
+    assert ladder._epochs(15, None) == 15
+    train, _, _ = ladder._features("polarity", ladder.vocab, ladder.few_index)
+    assert [f["example_index"] for f in train] == ladder.few_index

@@ -33,6 +33,7 @@ entity-level F1), the best of the per-epoch evaluations for every trained head.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -89,6 +90,9 @@ class LadderConfig:
     # it 30% of the movie reviews' words (funny, boring, fun, entertaining…) are <unk> in a
     # vocabulary of Wall Street Journal text, and only the counting generation reads them.
     task_text: bool = True
+    # The polarity task again with only this many labelled sentences (0: not measured): where
+    # counting has too few examples and pre-trained representations should pay most.
+    few_labels: int = 320
     seed: int = 42
     progress: bool = True
 
@@ -106,6 +110,9 @@ class LadderConfig:
                 and self.budget > 0):
             raise PlmError(f"budget must be a positive number, not {self.budget!r}",
                            field="budget")
+        if not isinstance(self.few_labels, int) or self.few_labels < 0:
+            raise PlmError(f"few_labels must be an integer ≥ 0, not {self.few_labels!r}",
+                           field="few_labels")
         if self.corpus != "ptb" and self.test_corpus is None:
             raise PlmError("a corpus file needs a held-out file too (test_corpus)",
                            field="test_corpus")
@@ -125,6 +132,7 @@ class Plan:
     ner_train: int
     ner_dev: int = 300
     task_sentences: int = 0  # polarity training sentences added to the English pre-training text
+    few_labels: int = 0      # the few-label polarity run's training sentences (0: not run)
     vocab_size: int = 5000   # the shared word vocabulary (the rest is <unk>): the softmax's cost
     head_epochs: int = 15    # a small head on frozen features: cheap, needs many updates
     finetune_epochs: int = 3
@@ -152,6 +160,7 @@ class Row:
     perplexity: float | None
     polarity_accuracy: float | None
     ner_f1: float | None
+    polarity_few_accuracy: float | None
     parameters: int
     seconds: float
 
@@ -484,6 +493,9 @@ class Ladder:
         data.lm_train = self.in_vocabulary(data.lm_train)
         data.lm_test = self.in_vocabulary(data.lm_test)
         self.polarity_words = tuple(map(self.in_vocabulary, self.raw_polarity_words))
+        # the few-label run's training sentences: a fixed subset, the same for every generation
+        self.few_index = (np.sort(np.random.default_rng(config.seed + 2).permutation(
+            len(data.polarity_train))[:plan.few_labels]).tolist() if plan.few_labels else [])
 
     def in_vocabulary(self, sentences: list[list[str]]) -> list[list[str]]:
         known, unk = self.vocab.stoi, self.vocab.unk
@@ -503,8 +515,10 @@ class Ladder:
                               progress=self.config.progress, plot=False, save_final=False,
                               **extra)
 
-    def _features(self, task: str, vocab) -> tuple[list[dict], list[dict], Any]:
-        """(train, dev) feature dicts of a task in ``vocab``'s ids, and the task object."""
+    def _features(self, task: str, vocab, subset: Sequence[int] | None = None
+                  ) -> tuple[list[dict], list[dict], Any]:
+        """(train, dev) feature dicts of a task in ``vocab``'s ids (``subset``: only these
+        training examples), and the task object."""
         from plmkit.training.finetune import ClassificationTask, TaggingTask
 
         if task == "polarity":
@@ -519,6 +533,8 @@ class Ladder:
                      enumerate(zip(words_train, self.data.polarity_train))]
             dev = [encode(w, lab, i) for i, (w, (_, lab)) in
                    enumerate(zip(words_dev, self.data.polarity_dev))]
+            if subset is not None:
+                train = [train[i] for i in subset]
             return train, dev, ClassificationTask(dict(enumerate(self.data.polarity_labels)))
         label2id = {label: i for i, label in enumerate(self.data.ner_labels)}
 
@@ -534,14 +550,19 @@ class Ladder:
 
     def fit_head(self, name: str, task: str, encoder: nn.Module, vocab, *, pool: str = "mean",
                  lr: float = 1e-2, epochs: int | None = None, batch_size: int = 16,
-                 hidden_size: int = 128) -> float:
-        """Train a FeatureHead through the Trainer; its best dev metric over the epochs."""
+                 hidden_size: int = 128, subset: Sequence[int] | None = None) -> float:
+        """Train a FeatureHead through the Trainer; its best dev metric over the epochs.
+
+        With ``subset`` (the few-label run) the epochs grow by the ratio of the full training set
+        to the subset: the head gets as many updates as with every label, only less to learn from.
+        """
         from plmkit.data.collate import Batches
         from plmkit.data.lm import PAD
         from plmkit.data.tasks import TaskCollator
         from plmkit.training.trainer import Trainer
 
-        train, dev, task_object = self._features(task, vocab)
+        train, dev, task_object = self._features(task, vocab, subset)
+        epochs = self._epochs(epochs or self.plan.head_epochs, subset)
         num_labels = (len(self.data.polarity_labels) if task == "polarity"
                       else len(self.data.ner_labels))
         head = "classification" if task == "polarity" else "tagging"
@@ -553,22 +574,37 @@ class Ladder:
                                 lengths=[len(f["input_ids"]) for f in train])
         dev.sort(key=lambda f: -len(f["input_ids"]))  # results are keyed by example_index
         dev_batches = Batches(dev, 64, collate, shuffle=False)
-        run = f"{name}-{task}"
+        run = f"{name}-{task}" + ("-few" if subset is not None else "")
         metric = "eval_accuracy" if task == "polarity" else "eval_f1"
-        training = self.training(run, epochs=epochs or self.plan.head_epochs, lr=lr,
-                                 metric_for_best=metric)
+        training = self.training(run, epochs=epochs, lr=lr, metric_for_best=metric)
         trainer = Trainer(model, task_object, train_batches, training, eval_data=dev_batches)
         trainer.train()
         if trainer.state.best_metric is None:
             raise PlmError(f"{run}: the Trainer reported no {metric}")
         return float(trainer.state.best_metric)
 
+    def _epochs(self, epochs: float, subset: Sequence[int] | None) -> float:
+        if subset is None:
+            return epochs
+        return epochs * len(self.data.polarity_train) / max(1, len(subset))
+
+    def polarity(self, name: str, encoder: Callable[[], nn.Module], **head: Any
+                 ) -> tuple[float, float | None]:
+        """Polarity accuracy with every training label, then with the few-label subset (None
+        when not run). ``encoder`` builds a fresh encoder: each run fine-tunes its own."""
+        full = self.fit_head(name, "polarity", encoder(), self.vocab, **head)
+        if not self.few_index:
+            return full, None
+        self.log(f"  polarity with {len(self.few_index):,} labelled sentences")
+        return full, self.fit_head(name, "polarity", encoder(), self.vocab,
+                                   subset=self.few_index, **head)
+
     # ---------------------------------------------------------------- generations
     def run(self, generation: str) -> Row:
         started = time.perf_counter()
-        perplexity, polarity, ner, parameters = getattr(self, f"run_{generation}")()
-        return Row(generation, DESCRIPTIONS[generation], perplexity, polarity, ner, parameters,
-                   time.perf_counter() - started)
+        perplexity, (polarity, few), ner, parameters = getattr(self, f"run_{generation}")()
+        return Row(generation, DESCRIPTIONS[generation], perplexity, polarity, ner, few,
+                   parameters, time.perf_counter() - started)
 
     def run_ngram(self) -> tuple:
         from plmkit.models.ngram import NgramLM
@@ -577,7 +613,12 @@ class Ladder:
         lm = NgramLM.train(self.data.lm_train, 5, "kn")
         perplexity = lm.perplexity(self.data.lm_test).perplexity
         self.log("  polarity: class-conditional KN bigram LMs")
-        polarity = ngram_classifier_accuracy(*self.raw_polarity_words, self.data)
+        train = list(zip(self.raw_polarity_words[0], (lab for _, lab in self.data.polarity_train)))
+        dev = list(zip(self.raw_polarity_words[1], (lab for _, lab in self.data.polarity_dev)))
+        labels = self.data.polarity_labels
+        polarity = (ngram_classifier_accuracy(train, dev, labels),
+                    ngram_classifier_accuracy([train[i] for i in self.few_index], dev, labels)
+                    if self.few_index else None)
         self.log("  NER: bigram HMM tagger")
         ner = hmm_tagger_f1(self.data.ner_train, self.data.ner_dev)
         return perplexity, polarity, ner, int(sum(lm.num_ngrams()))
@@ -610,7 +651,7 @@ class Ladder:
         self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
         lm = self._train_lm("nnlm", self.data.lm_train, self.vocab, "nnlm-en", **sizes)
         perplexity = self._lm_perplexity("nnlm", lm)
-        polarity = self.fit_head("nnlm", "polarity", self._static(lm.C.weight), self.vocab)
+        polarity = self.polarity("nnlm", lambda: self._static(lm.C.weight))
         self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
         zh = self._train_lm("nnlm", self.data.zh_train, self.zh_vocab, "nnlm-zh", **sizes)
         ner = self.fit_head("nnlm", "ner", self._static(zh.C.weight), self.zh_vocab)
@@ -642,7 +683,7 @@ class Ladder:
     def run_word2vec(self) -> tuple:
         self.log(f"  skip-gram on {len(self.data.lm_train):,} English sentences")
         english = self._word2vec(self.data.lm_train, self.vocab)
-        polarity = self.fit_head("word2vec", "polarity", self._static(english), self.vocab)
+        polarity = self.polarity("word2vec", lambda: self._static(english))
         self.log(f"  skip-gram on {len(self.data.zh_train):,} Chinese sentences")
         chinese = self._word2vec(self.data.zh_train, self.zh_vocab)
         ner = self.fit_head("word2vec", "ner", self._static(chinese), self.zh_vocab)
@@ -658,8 +699,7 @@ class Ladder:
         self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
         lm = self._train_lm("lstm", self.data.lm_train, self.vocab, "lstm-en", **sizes)
         perplexity = self._lm_perplexity("lstm", lm)
-        polarity = self.fit_head("lstm", "polarity",
-                                 self._contextual(lm, RecurrentFeatures(lm)), self.vocab)
+        polarity = self.polarity("lstm", lambda: self._contextual(lm, RecurrentFeatures(lm)))
         self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
         zh = self._train_lm("lstm", self.data.zh_train, self.zh_vocab, "lstm-zh", **sizes)
         ner = self.fit_head("lstm", "ner", self._contextual(zh, RecurrentFeatures(zh)),
@@ -671,8 +711,7 @@ class Ladder:
         self.log(f"  pre-training a biLM on {len(self.data.lm_train):,} English sentences")
         lm = self._train_lm("elmo", self.data.lm_train, self.vocab, "elmo-en", **sizes)
         perplexity = self._lm_perplexity("elmo", lm, "forward_perplexity")
-        polarity = self.fit_head("elmo", "polarity", self._contextual(lm, ElmoFeatures(lm)),
-                                 self.vocab)
+        polarity = self.polarity("elmo", lambda: self._contextual(lm, ElmoFeatures(lm)))
         self.log(f"  pre-training a biLM on {len(self.data.zh_train):,} Chinese sentences")
         zh = self._train_lm("elmo", self.data.zh_train, self.zh_vocab, "elmo-zh", **sizes)
         ner = self.fit_head("elmo", "ner", self._contextual(zh, ElmoFeatures(zh)), self.zh_vocab)
@@ -707,7 +746,7 @@ class Ladder:
         test = encode_stream(self.data.lm_test, self.vocab)
         perplexity = evaluate_lm(lm, test, BLOCK, 32)["perplexity"]
         parameters = lm.num_parameters()
-        polarity = self.fit_head("gpt", "polarity", GPTFeatures(lm.transformer), self.vocab,
+        polarity = self.polarity("gpt", lambda: GPTFeatures(copy.deepcopy(lm.transformer)),
                                  pool="last", lr=5e-4, epochs=self.plan.finetune_epochs,
                                  batch_size=32, hidden_size=0)
         self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
@@ -757,14 +796,19 @@ class Ladder:
         tokenizer.save_pretrained(checkpoint)
         return checkpoint, model.bert.num_parameters()
 
-    def _bert_finetune(self, checkpoint: Path, task: str) -> float:
+    def _bert_finetune(self, checkpoint: Path, task: str,
+                       subset: Sequence[int] | None = None) -> float:
         from plmkit.training.finetune import FinetuneConfig, TaskSettings, finetune
 
-        folder = self.work / f"bert-{task}-data"
+        run = f"bert-{task}" + ("-few" if subset is not None else "")
+        folder = self.work / f"{run}-data"
         folder.mkdir(parents=True, exist_ok=True)
         if task == "polarity":
             train, dev = folder / "train.csv", folder / "dev.csv"
-            for path, rows in ((train, self.data.polarity_train), (dev, self.data.polarity_dev)):
+            labelled = self.data.polarity_train
+            if subset is not None:
+                labelled = [labelled[i] for i in subset]
+            for path, rows in ((train, labelled), (dev, self.data.polarity_dev)):
                 with open(path, "w", newline="", encoding="utf-8") as handle:
                     writer = csv.writer(handle)
                     writer.writerow(["text", "label"])
@@ -779,8 +823,9 @@ class Ladder:
             settings, metric = TaskSettings(task="tag", max_length=BLOCK), "f1"
         result = finetune(FinetuneConfig(
             task=settings.task, model=str(checkpoint), train=str(train), dev=str(dev),
-            output_dir=str(self.work / f"bert-{task}"),
-            epochs=self.plan.finetune_epochs if task == "polarity" else self.plan.tagging_epochs,
+            output_dir=str(self.work / run),
+            epochs=self._epochs(self.plan.finetune_epochs if task == "polarity"
+                                else self.plan.tagging_epochs, subset),
             eval_every=0, batch_size=32, learning_rate=5e-4, warmup_ratio=0.1,
             seed=self.config.seed,
             progress=self.config.progress, plot=False, device="cpu", keep_last=1,
@@ -790,7 +835,9 @@ class Ladder:
     def run_bert(self) -> tuple:
         self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
         english, parameters = self._bert(self.data.lm_train, self.vocab, "bert-en", MAX_WORDS)
-        polarity = self._bert_finetune(english, "polarity")
+        polarity = (self._bert_finetune(english, "polarity"),
+                    self._bert_finetune(english, "polarity", self.few_index)
+                    if self.few_index else None)
         self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
         chinese, _ = self._bert(self.data.zh_train, self.zh_vocab, "bert-zh", BLOCK)
         ner = self._bert_finetune(chinese, "ner")
@@ -798,23 +845,23 @@ class Ladder:
 
 
 # ------------------------------------------------------------------------------------- counting
-def ngram_classifier_accuracy(train_words: list[list[str]], dev_words: list[list[str]],
-                              data: LadderData) -> float:
-    """Bayes rule over class-conditional KN bigram LMs: argmax_c log P(c) + log P(text | c)."""
+def ngram_classifier_accuracy(train: Sequence[tuple[list[str], str]],
+                              dev: Sequence[tuple[list[str], str]], labels: Sequence[str]) -> float:
+    """Bayes rule over class-conditional KN bigram LMs: argmax_c log P(c) + log P(text | c).
+
+    ``train`` and ``dev`` are (words, label) pairs."""
     from plmkit.models.ngram import NgramLM
 
-    labels = data.polarity_labels
-    by_label = {label: [w for w, (_, lab) in zip(train_words, data.polarity_train) if lab == label]
-                for label in labels}
+    by_label = {label: [w for w, lab in train if lab == label] for label in labels}
     models = {label: NgramLM.train([s for s in sents if s] or [["<unk>"]], 2, "kn")
               for label, sents in by_label.items()}
     total = sum(len(s) for s in by_label.values())
     prior = {label: math.log10(max(1, len(by_label[label])) / total) for label in labels}
     correct = 0
-    for words, (_, gold) in zip(dev_words, data.polarity_dev):
+    for words, gold in dev:
         scores = {label: prior[label] + models[label].sentence_logprob(words) for label in labels}
         correct += max(scores, key=scores.get) == gold
-    return correct / max(1, len(dev_words))
+    return correct / max(1, len(dev))
 
 
 def hmm_tagger_f1(train: Sequence[tuple[list[str], list[str]]],
@@ -870,13 +917,15 @@ def markdown_table(rows: Sequence[Row], config: LadderConfig, plan: Plan) -> str
     corpus = "PTB" if config.corpus == "ptb" else Path(config.corpus).name
     task = (f" + the {plan.task_sentences:,} polarity training sentences without their labels"
             if plan.task_sentences else "")
+    few = f" | polarity, {plan.few_labels:,} labels" if plan.few_labels else ""
     lines = [
-        f"| generation | model | {corpus} test perplexity | polarity accuracy | NER entity F1 | "
-        "parameters | train time (s) |",
-        "|---|---|---:|---:|---:|---:|---:|"]
+        f"| generation | model | {corpus} test perplexity | polarity accuracy{few} | "
+        "NER entity F1 | parameters | train time (s) |",
+        "|---|---|---:|---:|" + ("---:|" if few else "") + "---:|---:|---:|"]
     for row in rows:
+        few_cell = f" | {_cell(row.polarity_few_accuracy, 3)}" if few else ""
         lines.append(f"| {row.generation} | {row.model} | {_cell(row.perplexity, 1)} | "
-                     f"{_cell(row.polarity_accuracy, 3)} | {_cell(row.ner_f1, 3)} | "
+                     f"{_cell(row.polarity_accuracy, 3)}{few_cell} | {_cell(row.ner_f1, 3)} | "
                      f"{_parameters(row.parameters)} | {row.seconds:.0f} |")
     lines += [
         "",
@@ -884,13 +933,16 @@ def markdown_table(rows: Sequence[Row], config: LadderConfig, plan: Plan) -> str
         f"{task} "
         f"(English, the {plan.vocab_size:,} most frequent words, the rest `<unk>`) and "
         f"{plan.zh_sentences:,} People's Daily sentences (Chinese characters); "
-        f"polarity: {plan.polarity_train:,} training sentences, accuracy on the dev split; NER: "
+        f"polarity: {plan.polarity_train:,} training sentences"
+        + (f" (and a fixed {plan.few_labels:,} of them, trained for as many updates)"
+           if plan.few_labels else "")
+        + ", accuracy on the dev split; NER: "
         f"{plan.ner_train:,} training sentences, entity F1 on {plan.ner_dev:,} dev sentences. "
         "Perplexity: word level, one shared vocabulary, `</s>` predicted; n-gram, NNLM and ELMo's "
         "forward LM read one sentence at a time, LSTM and GPT the running text. — = not a "
         "left-to-right language model. Parameters: the English pre-trained model (n-gram: "
         "stored n-grams; word2vec: input + output vectors; BERT: encoder without heads). Time: "
-        "everything of the row (both pre-trainings and both downstream heads) on this machine.",
+        "everything of the row (both pre-trainings and every downstream run) on this machine.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -905,10 +957,12 @@ def plot_ladder(rows: Sequence[Row], path: Path) -> None:
     x = np.arange(len(rows))
     panels = [("held-out perplexity (lower is better)", [r.perplexity for r in rows], None),
               ("polarity accuracy", [r.polarity_accuracy for r in rows], (0, 1)),
+              ("polarity accuracy, few labels", [r.polarity_few_accuracy for r in rows], (0, 1)),
               ("NER entity F1", [r.ner_f1 for r in rows], (0, 1)),
               ("train time (s)", [r.seconds for r in rows], None)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
-    for ax, (title, values, limits) in zip(axes, panels):
+    panels = [panel for panel in panels if any(v is not None for v in panel[1])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (title, values, limits) in zip(axes[0], panels):
         heights = [0.0 if v is None else v for v in values]
         bars = ax.bar(x, heights, color=plt.cm.viridis(np.linspace(0.1, 0.9, len(rows))))
         for bar, value in zip(bars, values):
@@ -952,7 +1006,10 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
                                zh_sentences=len(data.zh_train),
                                polarity_train=len(data.polarity_train),
                                ner_train=len(data.ner_train), ner_dev=len(data.ner_dev),
-                               task_sentences=len(data.polarity_train) if config.task_text else 0)
+                               task_sentences=len(data.polarity_train) if config.task_text else 0,
+                               few_labels=(config.few_labels
+                                           if 0 < config.few_labels < len(data.polarity_train)
+                                           else 0))
     chosen = [g for g in GENERATIONS if g in config.generations]
     rows = []
     with tempfile.TemporaryDirectory(prefix="plm-ladder-") as tmp:
@@ -961,7 +1018,8 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
             log(f"ladder [{number}/{len(chosen)}] {generation}: {DESCRIPTIONS[generation]}")
             row = ladder.run(generation)
             log(f"ladder [{number}/{len(chosen)}] {generation}: perplexity "
-                f"{_cell(row.perplexity, 1)}, polarity {_cell(row.polarity_accuracy, 3)}, NER F1 "
+                f"{_cell(row.perplexity, 1)}, polarity {_cell(row.polarity_accuracy, 3)} "
+                f"(few labels {_cell(row.polarity_few_accuracy, 3)}), NER F1 "
                 f"{_cell(row.ner_f1, 3)}, {row.seconds:.0f}s")
             rows.append(row)
     if output is not None:
