@@ -292,8 +292,10 @@ def test_train_lm_cli_refuses_bad_corpora_before_writing(tmp_path, capsys, conte
     assert not output.exists()
 
 
-def test_recurrent_lms_default_to_zaremba_sgd_and_the_others_to_adam():
+def test_recurrent_lms_default_to_zaremba_sgd_and_the_nnlm_to_adam():
     from plmkit.training.tasks_lm import LMOptimization, default_optimization
 
-    assert default_optimization("lstm") == default_optimization("rnn") == LMOptimization("sgd", 20.0, 0.25)
-    assert default_optimization("nnlm").optimizer == default_optimization("elmo").optimizer == "adam"
+    zaremba = LMOptimization("sgd", 20.0, 0.25)
+    assert default_optimization("lstm") == default_optimization("rnn") == zaremba
+    assert default_optimization("elmo") == zaremba  # two LSTM LMs
+    assert default_optimization("nnlm").optimizer == "adam"

@@ -628,9 +628,9 @@ class Ladder:
 
         recipes = {"nnlm": LMRecipe("nnlm", batch_size=128, order=5),
                    "lstm": LMRecipe("lstm", batch_size=4, bptt=35),
-                   "elmo": LMRecipe("elmo", batch_size=16, max_sentence_length=MAX_CHARS)}
+                   "elmo": LMRecipe("elmo", batch_size=4, max_sentence_length=MAX_CHARS)}
         # Small batches: at a budget of minutes the number of updates is what is scarce; for
-        # the same reason the Adam-trained models (nnlm, elmo) get 3× plm train-lm's rate.
+        # the same reason the Adam-trained NNLM gets 3× plm train-lm's rate.
         default = default_optimization(arch)
         lr = default.learning_rate * (3 if default.optimizer == "adam" else 1)
         torch.manual_seed(self.config.seed)
@@ -707,7 +707,7 @@ class Ladder:
         return perplexity, polarity, ner, lm.num_parameters()
 
     def run_elmo(self) -> tuple:
-        sizes = dict(embedding_size=64, hidden_size=128, num_layers=2, dropout=0.1)
+        sizes = dict(embedding_size=128, hidden_size=128, num_layers=2, dropout=0.1)
         self.log(f"  pre-training a biLM on {len(self.data.lm_train):,} English sentences")
         lm = self._train_lm("elmo", self.data.lm_train, self.vocab, "elmo-en", **sizes)
         perplexity = self._lm_perplexity("elmo", lm, "forward_perplexity")

@@ -106,15 +106,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lm.add_argument("--epochs", type=float, default=1.0)
     lm.add_argument("--max-steps", type=int, default=0)
     lm.add_argument("--lr", type=float, default=None,
-                    help="default: 20 with SGD for rnn/lstm (Zaremba et al.), 1e-3 with Adam "
-                         "for nnlm/elmo")
+                    help="default: 20 with SGD for rnn/lstm/elmo (Zaremba et al.), 1e-3 with "
+                         "Adam for nnlm")
     lm.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default=None,
-                    help="default: sgd for rnn/lstm, adam for nnlm/elmo")
+                    help="default: sgd for rnn/lstm/elmo, adam for nnlm")
     lm.add_argument("--schedule", default="linear",
                     choices=["linear", "cosine", "constant", "linear_to_zero"])
     lm.add_argument("--weight-decay", type=float, default=0.0)
     lm.add_argument("--max-grad-norm", type=float, default=None,
-                    help="default: 0.25 for rnn/lstm, 5 for nnlm/elmo")
+                    help="default: 0.25 for rnn/lstm/elmo, 5 for nnlm")
     lm.add_argument("--eval-every", type=int, default=0)
     add_run_arguments(lm)
     lm.set_defaults(func=run_train_lm)
