@@ -140,6 +140,13 @@ class Plan:
     # predicting O everywhere (entity F1 0), so taggers get as many passes as the frozen heads.
     tagging_epochs: int = 15
     word2vec_epochs: int = 3
+    # Pre-training passes of the transformers (the recurrent LMs make one): one pass left GPT at
+    # perplexity 311 where four reach 156, the LSTM's level (budget 3).
+    gpt_epochs: float = 4.0
+    bert_epochs: float = 2.0
+    bert_batch_size: int = 8
+    bert_lr: float = 1e-3
+    transformer_finetune_lr: float = 2e-3
 
     @classmethod
     def from_budget(cls, budget: float) -> Plan:
@@ -193,7 +200,8 @@ _PTB_TOKENS = re.compile(r"[a-z]+(?=n't)|n't|'(?:s|re|ve|ll|m|d)(?![a-z])|[a-z]+
 
 def words_of(text: str) -> list[str]:
     """English text → PTB-style tokens: lower case, words only, numbers as ``N``, clitics split
-    the Treebank's way (``doesn't`` → ``does n't``, ``it's`` → ``it 's``, ``won't`` → ``wo n't``); other apostrophes (quotes) are dropped.
+    the Treebank's way (``doesn't`` → ``does n't``, ``it's`` → ``it 's``, ``won't`` → ``wo n't``);
+    other apostrophes (quotes) are dropped.
 
     The split matters: kept whole, ``it's`` or ``doesn't`` are words PTB never wrote, so every
     pre-trained generation would read them as ``<unk>``.
@@ -734,7 +742,7 @@ class Ladder:
         block = max(2, min(BLOCK, (len(stream) - 1) // 2))
         batches = lm_batches(stream, block, 4, train=True, seed=self.config.seed)
         Trainer(model, CausalLMTask(), batches,
-                self.training(name, epochs=1.0, lr=2e-3)).train()
+                self.training(name, epochs=self.plan.gpt_epochs, lr=2e-3)).train()
         return model.eval()
 
     def run_gpt(self) -> tuple:
@@ -746,13 +754,13 @@ class Ladder:
         test = encode_stream(self.data.lm_test, self.vocab)
         perplexity = evaluate_lm(lm, test, BLOCK, 32)["perplexity"]
         parameters = lm.num_parameters()
+        finetuning = dict(lr=self.plan.transformer_finetune_lr, batch_size=32, hidden_size=0)
         polarity = self.polarity("gpt", lambda: GPTFeatures(copy.deepcopy(lm.transformer)),
-                                 pool="last", lr=5e-4, epochs=self.plan.finetune_epochs,
-                                 batch_size=32, hidden_size=0)
+                                 pool="last", epochs=self.plan.finetune_epochs, **finetuning)
         self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
         zh = self._gpt(self.data.zh_train, self.zh_vocab, "gpt-zh")
-        ner = self.fit_head("gpt", "ner", GPTFeatures(zh.transformer), self.zh_vocab, lr=5e-4,
-                            epochs=self.plan.tagging_epochs, batch_size=32, hidden_size=0)
+        ner = self.fit_head("gpt", "ner", GPTFeatures(zh.transformer), self.zh_vocab,
+                            epochs=self.plan.tagging_epochs, **finetuning)
         return perplexity, polarity, ner, parameters
 
     def _bert(self, sentences, vocab, name: str, max_seq_length: int) -> tuple[Path, int]:
@@ -784,13 +792,14 @@ class Ladder:
         dataset = PretrainingDataset(shards, tokenizer, max_predictions_per_seq=20,
                                      dynamic_masking=True, seed=self.config.seed)
         pad = tokenizer.pad_token_id
-        batches = Batches(dataset, 8, lambda rows: collate_pretraining(rows, pad),
+        batches = Batches(dataset, self.plan.bert_batch_size,
+                          lambda rows: collate_pretraining(rows, pad),
                           seed=self.config.seed, lengths=dataset.lengths)
         torch.manual_seed(self.config.seed)
         model = BertForPreTraining(bert_config("tiny", vocab_size=tokenizer.vocab_size,
                                                pad_token_id=pad, max_position_embeddings=BLOCK))
         checkpoint = folder / "model"
-        training = self.training(f"{name}/run", epochs=2.0, lr=1e-3)
+        training = self.training(f"{name}/run", epochs=self.plan.bert_epochs, lr=self.plan.bert_lr)
         Trainer(model, PretrainingTask(), batches, training).train()
         model.save_pretrained(checkpoint)
         tokenizer.save_pretrained(checkpoint)
@@ -826,7 +835,8 @@ class Ladder:
             output_dir=str(self.work / run),
             epochs=self._epochs(self.plan.finetune_epochs if task == "polarity"
                                 else self.plan.tagging_epochs, subset),
-            eval_every=0, batch_size=32, learning_rate=5e-4, warmup_ratio=0.1,
+            eval_every=0, batch_size=32, learning_rate=self.plan.transformer_finetune_lr,
+            warmup_ratio=0.1,
             seed=self.config.seed,
             progress=self.config.progress, plot=False, device="cpu", keep_last=1,
             settings=settings))
@@ -1029,6 +1039,7 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
 
 __all__ = ["GENERATIONS", "LadderConfig", "Plan", "Row", "LadderData", "FeatureHead",
            "FeatureHeadConfig", "WindowEmbeddings", "FrozenLayers", "RecurrentFeatures",
-           "ElmoFeatures", "WordsAndContext", "GPTFeatures", "load_data", "run_ladder", "markdown_table",
+           "ElmoFeatures", "WordsAndContext", "GPTFeatures", "load_data", "run_ladder",
+           "markdown_table",
            "plot_ladder", "write_outputs", "words_of",
            "ngram_classifier_accuracy", "hmm_tagger_f1"]
