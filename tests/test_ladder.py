@@ -87,6 +87,7 @@ def test_every_generation_gets_a_sane_row(data, tmp_path, capsys):
     rows = {row["generation"]: row for row in record["rows"]}
     assert list(rows) == list(GENERATIONS)
     assert "| polarity, 20 labels |" in table and record["plan"]["few_labels"] == 20
+    assert "± 0.112 at most: one binomial standard error on its 20 sentences" in table
     for name, row in rows.items():
         assert f"| {name} |" in table
         if name in ("word2vec", "bert"):

@@ -133,6 +133,7 @@ class Plan:
     ner_dev: int = 300
     task_sentences: int = 0  # polarity training sentences added to the English pre-training text
     few_labels: int = 0      # the few-label polarity run's training sentences (0: not run)
+    polarity_dev: int = 0    # the dev sentences behind each polarity accuracy
     vocab_size: int = 5000   # the shared word vocabulary (the rest is <unk>): the softmax's cost
     head_epochs: int = 15    # a small head on frozen features: cheap, needs many updates
     finetune_epochs: int = 3
@@ -955,7 +956,10 @@ def markdown_table(rows: Sequence[Row], config: LadderConfig, plan: Plan) -> str
         f"polarity: {plan.polarity_train:,} training sentences"
         + (f" (and a fixed {plan.few_labels:,} of them, trained for as many updates)"
            if plan.few_labels else "")
-        + ", accuracy on the dev split; NER: "
+        + ", accuracy on the dev split"
+        + (f" (± {math.sqrt(0.25 / plan.polarity_dev):.3f} at most: one binomial standard error "
+           f"on its {plan.polarity_dev:,} sentences)" if plan.polarity_dev else "")
+        + "; NER: "
         f"{plan.ner_train:,} training sentences, entity F1 on {plan.ner_dev:,} dev sentences. "
         "Perplexity: word level, one shared vocabulary, `</s>` predicted; n-gram, NNLM and ELMo's "
         "forward LM read one sentence at a time, LSTM and GPT the running text. — = not a "
@@ -966,7 +970,10 @@ def markdown_table(rows: Sequence[Row], config: LadderConfig, plan: Plan) -> str
     return "\n".join(lines) + "\n"
 
 
-def plot_ladder(rows: Sequence[Row], path: Path) -> None:
+def plot_ladder(rows: Sequence[Row], path: Path, polarity_dev: int = 0) -> None:
+    """One bar panel per measure. With ``polarity_dev`` (the dev sentences behind each
+    accuracy), accuracies carry ±1 binomial standard error: on 400 sentences that is about
+    ±2.3 points, the size of most gaps between generations."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -979,11 +986,19 @@ def plot_ladder(rows: Sequence[Row], path: Path) -> None:
               ("polarity accuracy, few labels", [r.polarity_few_accuracy for r in rows], (0, 1)),
               ("NER entity F1", [r.ner_f1 for r in rows], (0, 1)),
               ("train time (s)", [r.seconds for r in rows], None)]
+
+    def standard_errors(title: str, values: list) -> list[float] | None:
+        if not polarity_dev or not title.startswith("polarity"):
+            return None
+        return [0.0 if v is None else math.sqrt(v * (1 - v) / polarity_dev) for v in values]
+
     panels = [panel for panel in panels if any(v is not None for v in panel[1])]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (title, values, limits) in zip(axes[0], panels):
         heights = [0.0 if v is None else v for v in values]
-        bars = ax.bar(x, heights, color=plt.cm.viridis(np.linspace(0.1, 0.9, len(rows))))
+        errors = standard_errors(title, values)
+        bars = ax.bar(x, heights, color=plt.cm.viridis(np.linspace(0.1, 0.9, len(rows))),
+                      yerr=errors, capsize=3 if errors else 0, ecolor="0.4")
         for bar, value in zip(bars, values):
             label = "—" if value is None else (f"{value:.0f}" if value >= 10 else f"{value:.2f}")
             ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
@@ -991,7 +1006,12 @@ def plot_ladder(rows: Sequence[Row], path: Path) -> None:
         ax.set_xticks(x, names, rotation=40, ha="right")
         ax.set_title(title, fontsize=10)
         if limits:
-            ax.set_ylim(*limits)
+            # scores of [0, 1] zoomed to the band the rows fall in: 0.55 against 0.70 is the
+            # story, and a full 0–1 axis flattens it (the bars carry their values)
+            known = [v for v in values if v is not None]
+            low = max(limits[0], math.floor((min(known) - 0.1) * 10) / 10)
+            high = min(limits[1], math.ceil((max(known) + 0.05) * 10) / 10)
+            ax.set_ylim(low, max(high, low + 0.1))
     fig.suptitle("The ladder: each generation on the same data")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -1009,7 +1029,7 @@ def write_outputs(rows: Sequence[Row], config: LadderConfig, plan: Plan, output:
                   "rows": [dataclasses.asdict(r) for r in rows]}
         (folder / "ladder.json").write_text(json.dumps(record, indent=2) + "\n",
                                             encoding="utf-8")
-        plot_ladder(rows, folder / "ladder.png")
+        plot_ladder(rows, folder / "ladder.png", plan.polarity_dev)
     return table
 
 
@@ -1025,6 +1045,7 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
                                zh_sentences=len(data.zh_train),
                                polarity_train=len(data.polarity_train),
                                ner_train=len(data.ner_train), ner_dev=len(data.ner_dev),
+                               polarity_dev=len(data.polarity_dev),
                                task_sentences=len(data.polarity_train) if config.task_text else 0,
                                few_labels=(config.few_labels
                                            if 0 < config.few_labels < len(data.polarity_train)
