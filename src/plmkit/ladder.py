@@ -1058,8 +1058,10 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
             log(f"ladder [{number}/{len(chosen)}] {generation}: {DESCRIPTIONS[generation]}")
             row = ladder.run(generation)
             log(f"ladder [{number}/{len(chosen)}] {generation}: perplexity "
-                f"{_cell(row.perplexity, 1)}, polarity {_cell(row.polarity_accuracy, 3)} "
-                f"(few labels {_cell(row.polarity_few_accuracy, 3)}), NER F1 "
+                f"{_cell(row.perplexity, 1)}, polarity {_cell(row.polarity_accuracy, 3)}"
+                + (f" ({plan.few_labels:,} labels: {_cell(row.polarity_few_accuracy, 3)})"
+                   if plan.few_labels else "")
+                + ", NER F1 "
                 f"{_cell(row.ner_f1, 3)}, {row.seconds:.0f}s")
             rows.append(row)
     if output is not None:
