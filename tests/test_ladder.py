@@ -165,18 +165,23 @@ def test_words_of_matches_ptb_conventions():
                                                            "film", "'s", "best"]
 
 
+def _ladder(config: LadderConfig, plan: Plan, folder: Path, log=lambda message: None):
+    """(a Ladder over freshly loaded data, the number of corpus sentences it was loaded with)."""
+    from plmkit.ladder import Ladder, load_data
+
+    loaded = load_data(config, plan)
+    corpus_size = len(loaded.lm_train)
+    return Ladder(config, loaded, plan, folder, log=log), corpus_size
+
+
 def test_task_text_joins_the_english_pre_training(data, tmp_path):
     """The polarity sentences' words ("was", "really") are not in the corpus: with task_text the
     shared vocabulary and the pre-training text contain them, without it they are <unk>."""
-    from plmkit.ladder import Ladder, load_data
-
     seen = {}
     for task_text in (True, False):
         config = LadderConfig(budget=0.05, progress=False, task_text=task_text, **data)
-        plan = Plan.from_budget(config.budget)
-        loaded = load_data(config, plan)
-        corpus_size = len(loaded.lm_train)
-        ladder = Ladder(config, loaded, plan, tmp_path, log=lambda message: None)
+        ladder, corpus_size = _ladder(config, Plan.from_budget(config.budget), tmp_path)
+        loaded = ladder.data
         seen[task_text] = ladder
         extra = len(loaded.lm_train) - corpus_size
         assert extra == (len(loaded.polarity_train) if task_text else 0)
@@ -215,16 +220,23 @@ def test_contextual_rows_add_frozen_layers_to_fine_tuned_words():
 
 
 def test_few_label_run_uses_a_fixed_subset_for_as_many_updates(data, tmp_path):
-    from plmkit.ladder import Ladder, load_data
-
     config = LadderConfig(budget=0.05, progress=False, few_labels=20, **data)
     plan = dataclasses.replace(Plan.from_budget(config.budget), few_labels=20)
-    loaded = load_data(config, plan)
-    ladder = Ladder(config, loaded, plan, tmp_path, log=lambda message: None)
-    again = Ladder(config, load_data(config, plan), plan, tmp_path, log=lambda message: None)
+    messages = []
+    ladder, _ = _ladder(config, plan, tmp_path, log=messages.append)
+    loaded = ladder.data
+    again, _ = _ladder(config, plan, tmp_path)
     assert len(ladder.few_index) == 20 and ladder.few_index == again.few_index
     assert len(set(ladder.few_index)) == 20
     assert ladder._epochs(15, ladder.few_index) == 15 * len(loaded.polarity_train) / 20
     assert ladder._epochs(15, None) == 15
     train, _, _ = ladder._features("polarity", ladder.vocab, ladder.few_index)
     assert [f["example_index"] for f in train] == ladder.few_index
+    # every generation's polarity goes through one place: all labels first, then the subset
+    calls = []
+    assert ladder.both_polarities(lambda subset: calls.append(subset) or len(calls)) == (1, 2)
+    assert calls == [None, ladder.few_index]
+    assert messages == ["  polarity with 20 labelled sentences"]
+    unused = dataclasses.replace(plan, few_labels=0)
+    single, _ = _ladder(config, unused, tmp_path)
+    assert single.both_polarities(lambda subset: 0.5) == (0.5, None)

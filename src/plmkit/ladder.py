@@ -204,19 +204,26 @@ class LadderData:
                            field="polarity_train")
 
 
-_PTB_TOKENS = re.compile(r"[a-z]+(?=n't)|n't|'(?:s|re|ve|ll|m|d)(?![a-z])|[a-z]+|\d[\d.,]*")
+_PTB_TOKENS = re.compile(r"[a-z]+(?=n't)|n't"                # does n't, wo n't, ca n't
+                         r"|'(?:s|re|ve|ll|m|d)(?![a-z])"     # it 's, they 're, i 'd
+                         r"|[a-z]+|\d[\d.,]*")
 
 
 def words_of(text: str) -> list[str]:
     """English text → PTB-style tokens: lower case, words only, numbers as ``N``, clitics split
-    the Treebank's way (``doesn't`` → ``does n't``, ``it's`` → ``it 's``, ``won't`` → ``wo n't``);
-    other apostrophes (quotes) are dropped.
+    the Treebank's way (``doesn't`` → ``does n't``, ``it's`` → ``it 's``, ``won't`` →
+    ``wo n't``); other apostrophes (quotes) are dropped.
 
     The split matters: kept whole, ``it's`` or ``doesn't`` are words PTB never wrote, so every
     pre-trained generation would read them as ``<unk>``.
     """
     words = _PTB_TOKENS.findall(text.lower())
     return ["N" if w[0].isdigit() else w for w in words][:MAX_WORDS]
+
+
+def _pick(items: Sequence, subset: Sequence[int] | None) -> list:
+    """``items`` at the ``subset`` positions (all of them for None)."""
+    return list(items) if subset is None else [items[i] for i in subset]
 
 
 def _take(items: list, count: int, seed: int) -> list:
@@ -550,9 +557,8 @@ class Ladder:
                      enumerate(zip(words_train, self.data.polarity_train))]
             dev = [encode(w, lab, i) for i, (w, (_, lab)) in
                    enumerate(zip(words_dev, self.data.polarity_dev))]
-            if subset is not None:
-                train = [train[i] for i in subset]
-            return train, dev, ClassificationTask(dict(enumerate(self.data.polarity_labels)))
+            task = ClassificationTask(dict(enumerate(self.data.polarity_labels)))
+            return _pick(train, subset), dev, task
         label2id = {label: i for i, label in enumerate(self.data.ner_labels)}
 
         def tagged(chars: list[str], tags: list[str], index: int) -> dict:
@@ -605,16 +611,23 @@ class Ladder:
             return epochs
         return epochs * len(self.data.polarity_train) / max(1, len(subset))
 
-    def polarity(self, name: str, encoder: Callable[[], nn.Module], **head: Any
-                 ) -> tuple[float, float | None]:
-        """Polarity accuracy with every training label, then with the few-label subset (None
-        when not run). ``encoder`` builds a fresh encoder: each run fine-tunes its own."""
-        full = self.fit_head(name, "polarity", encoder(), self.vocab, **head)
+    def both_polarities(self, measure: Callable[[Sequence[int] | None], float]
+                        ) -> tuple[float, float | None]:
+        """``measure(subset)`` with every training label (``subset`` None), then with the
+        few-label subset (None when not run): the one place every generation's polarity goes
+        through."""
+        full = measure(None)
         if not self.few_index:
             return full, None
         self.log(f"  polarity with {len(self.few_index):,} labelled sentences")
-        return full, self.fit_head(name, "polarity", encoder(), self.vocab,
-                                   subset=self.few_index, **head)
+        return full, measure(self.few_index)
+
+    def polarity(self, name: str, encoder: Callable[[], nn.Module], **head: Any
+                 ) -> tuple[float, float | None]:
+        """Both polarity accuracies of a :class:`FeatureHead`; ``encoder`` builds a fresh
+        encoder, since each run fine-tunes its own."""
+        return self.both_polarities(lambda subset: self.fit_head(
+            name, "polarity", encoder(), self.vocab, subset=subset, **head))
 
     # ---------------------------------------------------------------- generations
     def run(self, generation: str) -> Row:
@@ -632,10 +645,8 @@ class Ladder:
         self.log("  polarity: class-conditional KN bigram LMs")
         train = list(zip(self.raw_polarity_words[0], (lab for _, lab in self.data.polarity_train)))
         dev = list(zip(self.raw_polarity_words[1], (lab for _, lab in self.data.polarity_dev)))
-        labels = self.data.polarity_labels
-        polarity = (ngram_classifier_accuracy(train, dev, labels),
-                    ngram_classifier_accuracy([train[i] for i in self.few_index], dev, labels)
-                    if self.few_index else None)
+        polarity = self.both_polarities(lambda subset: ngram_classifier_accuracy(
+            _pick(train, subset), dev, self.data.polarity_labels))
         self.log("  NER: bigram HMM tagger")
         ner = hmm_tagger_f1(self.data.ner_train, self.data.ner_dev)
         return perplexity, polarity, ner, int(sum(lm.num_ngrams()))
@@ -823,9 +834,7 @@ class Ladder:
         folder.mkdir(parents=True, exist_ok=True)
         if task == "polarity":
             train, dev = folder / "train.csv", folder / "dev.csv"
-            labelled = self.data.polarity_train
-            if subset is not None:
-                labelled = [labelled[i] for i in subset]
+            labelled = _pick(self.data.polarity_train, subset)
             for path, rows in ((train, labelled), (dev, self.data.polarity_dev)):
                 with open(path, "w", newline="", encoding="utf-8") as handle:
                     writer = csv.writer(handle)
@@ -855,9 +864,8 @@ class Ladder:
     def run_bert(self) -> tuple:
         self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
         english, parameters = self._bert(self.data.lm_train, self.vocab, "bert-en", MAX_WORDS)
-        polarity = (self._bert_finetune(english, "polarity"),
-                    self._bert_finetune(english, "polarity", self.few_index)
-                    if self.few_index else None)
+        polarity = self.both_polarities(
+            lambda subset: self._bert_finetune(english, "polarity", subset))
         self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
         chinese, _ = self._bert(self.data.zh_train, self.zh_vocab, "bert-zh", BLOCK)
         ner = self._bert_finetune(chinese, "ner")
