@@ -77,7 +77,7 @@ def _cli_args(data: dict[str, str]) -> list[str]:
 def test_every_generation_gets_a_sane_row(data, tmp_path, capsys):
     output = tmp_path / "ladder"
     code = main(["ladder", "--budget", "0.05", "--threads", "1", "--output", str(output),
-                 "--few-labels", "20", *_cli_args(data)])
+                 "--few-labels", "20", "--few-draws", "2", *_cli_args(data)])
     assert code == 0
     table = (output / "ladder.md").read_text(encoding="utf-8")
     assert capsys.readouterr().out.startswith(table.splitlines()[0])
@@ -98,6 +98,8 @@ def test_every_generation_gets_a_sane_row(data, tmp_path, capsys):
             assert row["perplexity"] < 200, (name, row["perplexity"])
         assert 0.0 <= row["polarity_accuracy"] <= 1.0, name
         assert 0.0 <= row["polarity_few_accuracy"] <= 1.0, name
+        assert len(row["polarity_few_draws"]) == 2, name
+        assert row["polarity_few_accuracy"] == pytest.approx(sum(row["polarity_few_draws"]) / 2)
         assert 0.0 <= row["ner_f1"] <= 1.0, name
         assert row["parameters"] > 0 and row["seconds"] > 0, name
     # the counting generation separates this easy polarity data and finds these entities
@@ -126,6 +128,7 @@ def test_subset_and_library_call(data, tmp_path):
     (["--budget", "-2"], "budget"),
     (["--budget", "nan"], "budget"),
     (["--few-labels", "-1"], "few_labels"),
+    (["--few-draws", "0"], "few_draws"),
 ])
 def test_bad_options_fail_before_writing(data, tmp_path, capsys, flags, message):
     output = tmp_path / "ladder"
@@ -220,23 +223,30 @@ def test_contextual_rows_add_frozen_layers_to_fine_tuned_words():
 
 
 def test_few_label_run_uses_a_fixed_subset_for_as_many_updates(data, tmp_path):
-    config = LadderConfig(budget=0.05, progress=False, few_labels=20, **data)
-    plan = dataclasses.replace(Plan.from_budget(config.budget), few_labels=20)
+    config = LadderConfig(budget=0.05, progress=False, few_labels=20, few_draws=3, **data)
+    plan = dataclasses.replace(Plan.from_budget(config.budget), few_labels=20, few_draws=3)
     messages = []
     ladder, _ = _ladder(config, plan, tmp_path, log=messages.append)
     loaded = ladder.data
     again, _ = _ladder(config, plan, tmp_path)
-    assert len(ladder.few_index) == 20 and ladder.few_index == again.few_index
-    assert len(set(ladder.few_index)) == 20
-    assert ladder._epochs(15, ladder.few_index) == 15 * len(loaded.polarity_train) / 20
+    subsets = ladder.few_subsets
+    # three different fixed draws of 20 distinct sentences, the same in every run
+    assert len(subsets) == 3 and subsets == again.few_subsets
+    assert all(len(s) == len(set(s)) == 20 for s in subsets)
+    assert len({tuple(s) for s in subsets}) == 3
+    assert ladder._epochs(15, subsets[0]) == 15 * len(loaded.polarity_train) / 20
     assert ladder._epochs(15, None) == 15
-    train, _, _ = ladder._features("polarity", ladder.vocab, ladder.few_index)
-    assert [f["example_index"] for f in train] == ladder.few_index
-    # every generation's polarity goes through one place: all labels first, then the subset
+    train, _, _ = ladder._features("polarity", ladder.vocab, subsets[1])
+    assert [f["example_index"] for f in train] == subsets[1]
+    # each draw trains in its own folder
+    assert [ladder.run_name("x", s) for s in (None, *subsets)] == ["x", "x-few1", "x-few2",
+                                                                   "x-few3"]
+    # every generation's polarity goes through one place: all labels first, then each draw
     calls = []
-    assert ladder.both_polarities(lambda subset: calls.append(subset) or len(calls)) == (1, 2)
-    assert calls == [None, ladder.few_index]
-    assert messages == ["  polarity with 20 labelled sentences"]
+    full, draws = ladder.both_polarities(lambda subset: calls.append(subset) or len(calls))
+    assert (full, draws) == (1, [2, 3, 4])
+    assert calls == [None, *subsets]
+    assert messages == [f"  polarity with 20 labelled sentences (draw {k}/3)" for k in (1, 2, 3)]
     unused = dataclasses.replace(plan, few_labels=0)
     single, _ = _ladder(config, unused, tmp_path)
-    assert single.both_polarities(lambda subset: 0.5) == (0.5, None)
+    assert single.both_polarities(lambda subset: 0.5) == (0.5, [])

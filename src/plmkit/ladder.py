@@ -93,6 +93,10 @@ class LadderConfig:
     # The polarity task again with only this many labelled sentences (0: not measured): where
     # counting has too few examples and pre-trained representations should pay most.
     few_labels: int = 320
+    # …averaged over this many different draws of those sentences: one draw of 320 moved a
+    # generation's accuracy by 0.07 between budgets, more than the gaps the column is meant
+    # to show.
+    few_draws: int = 3
     seed: int = 42
     progress: bool = True
 
@@ -113,6 +117,9 @@ class LadderConfig:
         if not isinstance(self.few_labels, int) or self.few_labels < 0:
             raise PlmError(f"few_labels must be an integer ≥ 0, not {self.few_labels!r}",
                            field="few_labels")
+        if not isinstance(self.few_draws, int) or self.few_draws < 1:
+            raise PlmError(f"few_draws must be an integer ≥ 1, not {self.few_draws!r}",
+                           field="few_draws")
         if self.corpus != "ptb" and self.test_corpus is None:
             raise PlmError("a corpus file needs a held-out file too (test_corpus)",
                            field="test_corpus")
@@ -133,6 +140,7 @@ class Plan:
     ner_dev: int = 300
     task_sentences: int = 0  # polarity training sentences added to the English pre-training text
     few_labels: int = 0      # the few-label polarity run's training sentences (0: not run)
+    few_draws: int = 1       # …and how many different draws of them are averaged
     polarity_dev: int = 0    # the dev sentences behind each polarity accuracy
     vocab_size: int = 5000   # the shared word vocabulary (the rest is <unk>): the softmax's cost
     head_epochs: int = 15    # a small head on frozen features: cheap, needs many updates
@@ -176,9 +184,10 @@ class Row:
     perplexity: float | None
     polarity_accuracy: float | None
     ner_f1: float | None
-    polarity_few_accuracy: float | None
+    polarity_few_accuracy: float | None   # the mean over the draws
     parameters: int
     seconds: float
+    polarity_few_draws: list[float] = field(default_factory=list)  # each draw's accuracy
 
 
 # ------------------------------------------------------------------------------------- data
@@ -517,9 +526,11 @@ class Ladder:
         data.lm_train = self.in_vocabulary(data.lm_train)
         data.lm_test = self.in_vocabulary(data.lm_test)
         self.polarity_words = tuple(map(self.in_vocabulary, self.raw_polarity_words))
-        # the few-label run's training sentences: a fixed subset, the same for every generation
-        self.few_index = (np.sort(np.random.default_rng(config.seed + 2).permutation(
-            len(data.polarity_train))[:plan.few_labels]).tolist() if plan.few_labels else [])
+        # the few-label runs' training sentences: fixed subsets, the same for every generation
+        self.few_subsets = [
+            np.sort(np.random.default_rng(config.seed + 2 + draw).permutation(
+                len(data.polarity_train))[:plan.few_labels]).tolist()
+            for draw in range(plan.few_draws if plan.few_labels else 0)]
 
     def in_vocabulary(self, sentences: list[list[str]]) -> list[list[str]]:
         known, unk = self.vocab.stoi, self.vocab.unk
@@ -597,7 +608,7 @@ class Ladder:
                                 lengths=[len(f["input_ids"]) for f in train])
         dev.sort(key=lambda f: -len(f["input_ids"]))  # results are keyed by example_index
         dev_batches = Batches(dev, 64, collate, shuffle=False)
-        run = f"{name}-{task}" + ("-few" if subset is not None else "")
+        run = self.run_name(f"{name}-{task}", subset)
         metric = "eval_accuracy" if task == "polarity" else "eval_f1"
         training = self.training(run, epochs=epochs, lr=lr, metric_for_best=metric)
         trainer = Trainer(model, task_object, train_batches, training, eval_data=dev_batches)
@@ -611,16 +622,24 @@ class Ladder:
             return epochs
         return epochs * len(self.data.polarity_train) / max(1, len(subset))
 
+    def run_name(self, name: str, subset: Sequence[int] | None) -> str:
+        """``name`` for the full training set, ``name-few2`` for the second few-label draw."""
+        if subset is None:
+            return name
+        return f"{name}-few{self.few_subsets.index(list(subset)) + 1}"
+
     def both_polarities(self, measure: Callable[[Sequence[int] | None], float]
-                        ) -> tuple[float, float | None]:
-        """``measure(subset)`` with every training label (``subset`` None), then with the
-        few-label subset (None when not run): the one place every generation's polarity goes
+                        ) -> tuple[float, list[float]]:
+        """``measure(subset)`` with every training label (``subset`` None), then with each
+        few-label draw (none when not run): the one place every generation's polarity goes
         through."""
         full = measure(None)
-        if not self.few_index:
-            return full, None
-        self.log(f"  polarity with {len(self.few_index):,} labelled sentences")
-        return full, measure(self.few_index)
+        draws = []
+        for number, subset in enumerate(self.few_subsets, 1):
+            self.log(f"  polarity with {len(subset):,} labelled sentences "
+                     f"(draw {number}/{len(self.few_subsets)})")
+            draws.append(measure(subset))
+        return full, draws
 
     def polarity(self, name: str, encoder: Callable[[], nn.Module], **head: Any
                  ) -> tuple[float, float | None]:
@@ -632,9 +651,10 @@ class Ladder:
     # ---------------------------------------------------------------- generations
     def run(self, generation: str) -> Row:
         started = time.perf_counter()
-        perplexity, (polarity, few), ner, parameters = getattr(self, f"run_{generation}")()
-        return Row(generation, DESCRIPTIONS[generation], perplexity, polarity, ner, few,
-                   parameters, time.perf_counter() - started)
+        perplexity, (polarity, draws), ner, parameters = getattr(self, f"run_{generation}")()
+        return Row(generation, DESCRIPTIONS[generation], perplexity, polarity, ner,
+                   float(np.mean(draws)) if draws else None, parameters,
+                   time.perf_counter() - started, draws)
 
     def run_ngram(self) -> tuple:
         from plmkit.models.ngram import NgramLM
@@ -829,7 +849,7 @@ class Ladder:
                        subset: Sequence[int] | None = None) -> float:
         from plmkit.training.finetune import FinetuneConfig, TaskSettings, finetune
 
-        run = f"bert-{task}" + ("-few" if subset is not None else "")
+        run = self.run_name(f"bert-{task}", subset)
         folder = self.work / f"{run}-data"
         folder.mkdir(parents=True, exist_ok=True)
         if task == "polarity":
@@ -962,8 +982,8 @@ def markdown_table(rows: Sequence[Row], config: LadderConfig, plan: Plan) -> str
         f"(English, the {plan.vocab_size:,} most frequent words, the rest `<unk>`) and "
         f"{plan.zh_sentences:,} People's Daily sentences (Chinese characters); "
         f"polarity: {plan.polarity_train:,} training sentences"
-        + (f" (and a fixed {plan.few_labels:,} of them, trained for as many updates)"
-           if plan.few_labels else "")
+        + (f" (and {plan.few_labels:,} of them, trained for as many updates: the mean over "
+           f"{plan.few_draws} fixed draws, each in ladder.json)" if plan.few_labels else "")
         + ", accuracy on the dev split"
         + (f" (± {math.sqrt(0.25 / plan.polarity_dev):.3f} at most: one binomial standard error "
            f"on its {plan.polarity_dev:,} sentences)" if plan.polarity_dev else "")
@@ -1057,7 +1077,8 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
                                task_sentences=len(data.polarity_train) if config.task_text else 0,
                                few_labels=(config.few_labels
                                            if 0 < config.few_labels < len(data.polarity_train)
-                                           else 0))
+                                           else 0),
+                               few_draws=config.few_draws)
     chosen = [g for g in GENERATIONS if g in config.generations]
     rows = []
     with tempfile.TemporaryDirectory(prefix="plm-ladder-") as tmp:

@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--few-labels", type=int, default=320, metavar="N",
                         help="also measure polarity with only N labelled sentences, trained for "
                              "as many updates (0: skip)")
+    parser.add_argument("--few-draws", type=int, default=3, metavar="K",
+                        help="average the few-label accuracy over K different draws of the N "
+                             "sentences (default 3)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                           corpus=args.corpus, test_corpus=args.test_corpus,
                           polarity_train=polarity[0], polarity_dev=polarity[1],
                           ner_train=ner[0], ner_dev=ner[1], task_text=not args.no_task_text,
-                          few_labels=args.few_labels,
+                          few_labels=args.few_labels, few_draws=args.few_draws,
                           seed=args.seed,
                           progress=not args.no_progress)
     run_ladder(config, output=args.output)
