@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from plmkit.cli import main
 from plmkit.errors import PlmError
@@ -250,3 +251,44 @@ def test_few_label_run_uses_a_fixed_subset_for_as_many_updates(data, tmp_path):
     unused = dataclasses.replace(plan, few_labels=0)
     single, _ = _ladder(config, unused, tmp_path)
     assert single.both_polarities(lambda subset: 0.5) == (0.5, [])
+
+
+def test_from_scratch_controls_follow_the_rows_they_control(data, tmp_path):
+    """--from-scratch adds GPT and BERT fine-tuned from random weights, right after the row."""
+    config = LadderConfig(generations=("bert", "gpt", "ngram"), budget=0.05, progress=False,
+                          from_scratch=True, few_labels=0, **data)
+    messages = []
+    rows = run_ladder(config, output=tmp_path / "out", log=messages.append)
+    assert [r.generation for r in rows] == ["ngram", "gpt", "gpt-scratch", "bert",
+                                            "bert-scratch"]
+    by_name = {r.generation: r for r in rows}
+    for name in ("gpt", "bert"):
+        control = by_name[f"{name}-scratch"]
+        assert control.perplexity is None  # nothing was pre-trained to measure
+        assert control.parameters == by_name[name].parameters
+        assert 0.0 <= control.polarity_accuracy <= 1.0 and 0.0 <= control.ner_f1 <= 1.0
+    # the controls never pre-train: only the two pre-trained rows log their two corpora
+    assert sum("pre-training on" in m for m in messages) == 4
+    table = (tmp_path / "out" / "ladder.md").read_text(encoding="utf-8")
+    assert "| gpt-scratch |" in table and "the -scratch rows" in table
+
+
+def test_scratch_networks_keep_their_random_weights(data, tmp_path):
+    config = LadderConfig(budget=0.05, progress=False, few_labels=0, **data)
+    ladder, _ = _ladder(config, Plan.from_budget(config.budget), tmp_path)
+    sentences = ladder.data.lm_train
+    fresh = ladder._gpt(sentences, ladder.vocab, "a", pretrain=False).state_dict()
+    again = ladder._gpt(sentences, ladder.vocab, "b", pretrain=False).state_dict()
+    trained = ladder._gpt(sentences, ladder.vocab, "c", pretrain=True).state_dict()
+    # the control starts where the pre-trained model started, and stays there
+    assert all(torch.equal(fresh[k], again[k]) for k in fresh)
+    assert not all(torch.equal(fresh[k], trained[k]) for k in fresh)
+    from plmkit.models.bert import BertForPreTraining
+
+    checkpoint, _ = ladder._bert(sentences, ladder.vocab, "d", 32, pretrain=False)
+    assert not (checkpoint.parent / "shards").exists()  # no pre-training data was prepared
+    reloaded = BertForPreTraining.from_pretrained(checkpoint).state_dict()
+    pretrained, _ = ladder._bert(sentences, ladder.vocab, "e", 32, pretrain=True)
+    changed = BertForPreTraining.from_pretrained(pretrained).state_dict()
+    key = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(reloaded[key], changed[key])

@@ -66,7 +66,12 @@ DESCRIPTIONS = {
     "elmo": "biLM: [words; frozen scalar mix]",
     "gpt": "GPT (3 layers), fine-tuned",
     "bert": "BERT (2 layers), fine-tuned",
+    "gpt-scratch": "GPT, same fine-tuning, no pre-training",
+    "bert-scratch": "BERT, same fine-tuning, no pre-training",
 }
+# ``from_scratch`` controls: the same network and fine-tuning from random weights, after the row
+# they control
+CONTROLS = {"gpt": "gpt-scratch", "bert": "bert-scratch"}
 MAX_WORDS = 64      # polarity sentences are cut to this many words
 MAX_CHARS = 100     # NER sentences are cut to this many characters
 BLOCK = 128         # GPT/BERT context (NER sentences fit, so positions are all trained)
@@ -97,6 +102,9 @@ class LadderConfig:
     # generation's accuracy by 0.07 between budgets, more than the gaps the column is meant
     # to show.
     few_draws: int = 3
+    # Add a row after GPT and BERT with the same network fine-tuned from random weights: what
+    # pre-training adds at this budget (the seeds' claim), measured rather than assumed.
+    from_scratch: bool = False
     seed: int = 42
     progress: bool = True
 
@@ -651,7 +659,8 @@ class Ladder:
     # ---------------------------------------------------------------- generations
     def run(self, generation: str) -> Row:
         started = time.perf_counter()
-        perplexity, (polarity, draws), ner, parameters = getattr(self, f"run_{generation}")()
+        method = getattr(self, f"run_{generation.replace('-', '_')}")
+        perplexity, (polarity, draws), ner, parameters = method()
         return Row(generation, DESCRIPTIONS[generation], perplexity, polarity, ner,
                    float(np.mean(draws)) if draws else None, parameters,
                    time.perf_counter() - started, draws)
@@ -765,7 +774,8 @@ class Ladder:
         ner = self.fit_head("elmo", "ner", self._contextual(zh, ElmoFeatures(zh)), self.zh_vocab)
         return perplexity, polarity, ner, lm.num_parameters()
 
-    def _gpt(self, sentences, vocab, name: str) -> nn.Module:
+    def _gpt(self, sentences, vocab, name: str, pretrain: bool = True) -> nn.Module:
+        """A GPT causal LM on ``sentences`` (``pretrain=False``: left at its random weights)."""
         from plmkit.data.lm import EOS, PAD, encode_stream
         from plmkit.data.text_lm import lm_batches
         from plmkit.models.gpt import GPTLMHeadModel, gpt_config
@@ -780,31 +790,42 @@ class Ladder:
         model = GPTLMHeadModel(config)
         stream = encode_stream(sentences, vocab)
         block = max(2, min(BLOCK, (len(stream) - 1) // 2))
-        batches = lm_batches(stream, block, 4, train=True, seed=self.config.seed)
-        Trainer(model, CausalLMTask(), batches,
-                self.training(name, epochs=self.plan.gpt_epochs, lr=2e-3)).train()
+        if pretrain:
+            batches = lm_batches(stream, block, 4, train=True, seed=self.config.seed)
+            Trainer(model, CausalLMTask(), batches,
+                    self.training(name, epochs=self.plan.gpt_epochs, lr=2e-3)).train()
         return model.eval()
 
-    def run_gpt(self) -> tuple:
+    def run_gpt(self, pretrain: bool = True) -> tuple:
         from plmkit.data.lm import encode_stream
         from plmkit.training.causal_lm import evaluate_lm
 
-        self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
-        lm = self._gpt(self.data.lm_train, self.vocab, "gpt-en")
-        test = encode_stream(self.data.lm_test, self.vocab)
-        perplexity = evaluate_lm(lm, test, BLOCK, 32)["perplexity"]
+        name = "gpt" if pretrain else "gpt-scratch"
+        if pretrain:
+            self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
+        lm = self._gpt(self.data.lm_train, self.vocab, f"{name}-en", pretrain)
+        perplexity = None
+        if pretrain:
+            test = encode_stream(self.data.lm_test, self.vocab)
+            perplexity = evaluate_lm(lm, test, BLOCK, 32)["perplexity"]
         parameters = lm.num_parameters()
         finetuning = dict(lr=self.plan.gpt_finetune_lr, batch_size=32, hidden_size=0)
-        polarity = self.polarity("gpt", lambda: GPTFeatures(copy.deepcopy(lm.transformer)),
+        polarity = self.polarity(name, lambda: GPTFeatures(copy.deepcopy(lm.transformer)),
                                  pool="last", epochs=self.plan.finetune_epochs, **finetuning)
-        self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
-        zh = self._gpt(self.data.zh_train, self.zh_vocab, "gpt-zh")
-        ner = self.fit_head("gpt", "ner", GPTFeatures(zh.transformer), self.zh_vocab,
+        if pretrain:
+            self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
+        zh = self._gpt(self.data.zh_train, self.zh_vocab, f"{name}-zh", pretrain)
+        ner = self.fit_head(name, "ner", GPTFeatures(zh.transformer), self.zh_vocab,
                             epochs=self.plan.tagging_epochs, **finetuning)
         return perplexity, polarity, ner, parameters
 
-    def _bert(self, sentences, vocab, name: str, max_seq_length: int) -> tuple[Path, int]:
-        """Pre-train a small BERT (MLM + NSP) whose WordPiece vocabulary is ``vocab``'s words."""
+    def run_gpt_scratch(self) -> tuple:
+        return self.run_gpt(pretrain=False)
+
+    def _bert(self, sentences, vocab, name: str, max_seq_length: int, pretrain: bool = True
+              ) -> tuple[Path, int]:
+        """Pre-train a small BERT (MLM + NSP) whose WordPiece vocabulary is ``vocab``'s words
+        (``pretrain=False``: saved at its random weights)."""
         from plmkit.data.collate import Batches
         from plmkit.data.lm import LM_SPECIALS
         from plmkit.data.shards import PretrainingDataset, collate_pretraining, prepare_pretraining
@@ -817,39 +838,41 @@ class Ladder:
         words = list(dict.fromkeys(w.lower() for w in vocab.itos if w not in LM_SPECIALS))
         tokenizer = WordPieceTokenizer(specials + words, lowercase=True)
         folder = self.work / name
-        corpus = folder / "corpus.txt"
-        corpus.parent.mkdir(parents=True, exist_ok=True)
-        documents = [sentences[i:i + 20] for i in range(0, len(sentences), 20)]
-        with open(corpus, "w", encoding="utf-8") as handle:
-            for document in documents:
-                for sentence in document:
-                    handle.write(" ".join("[UNK]" if w == "<unk>" else w
-                                             for w in sentence) + "\n")
-                handle.write("\n")
-        shards = folder / "shards"
-        prepare_pretraining(corpus, tokenizer, shards, max_seq_length=max_seq_length, dupe_factor=1,
-                            seed=self.config.seed, progress=False)
-        dataset = PretrainingDataset(shards, tokenizer, max_predictions_per_seq=20,
-                                     dynamic_masking=True, seed=self.config.seed)
+        folder.mkdir(parents=True, exist_ok=True)
         pad = tokenizer.pad_token_id
-        batches = Batches(dataset, self.plan.bert_batch_size,
-                          lambda rows: collate_pretraining(rows, pad),
-                          seed=self.config.seed, lengths=dataset.lengths)
         torch.manual_seed(self.config.seed)
         model = BertForPreTraining(bert_config("tiny", vocab_size=tokenizer.vocab_size,
                                                pad_token_id=pad, max_position_embeddings=BLOCK))
         checkpoint = folder / "model"
-        training = self.training(f"{name}/run", epochs=self.plan.bert_epochs, lr=self.plan.bert_lr)
-        Trainer(model, PretrainingTask(), batches, training).train()
+        if pretrain:
+            corpus = folder / "corpus.txt"
+            documents = [sentences[i:i + 20] for i in range(0, len(sentences), 20)]
+            with open(corpus, "w", encoding="utf-8") as handle:
+                for document in documents:
+                    for sentence in document:
+                        handle.write(" ".join("[UNK]" if w == "<unk>" else w
+                                                 for w in sentence) + "\n")
+                    handle.write("\n")
+            shards = folder / "shards"
+            prepare_pretraining(corpus, tokenizer, shards, max_seq_length=max_seq_length,
+                                dupe_factor=1, seed=self.config.seed, progress=False)
+            dataset = PretrainingDataset(shards, tokenizer, max_predictions_per_seq=20,
+                                         dynamic_masking=True, seed=self.config.seed)
+            batches = Batches(dataset, self.plan.bert_batch_size,
+                              lambda rows: collate_pretraining(rows, pad),
+                              seed=self.config.seed, lengths=dataset.lengths)
+            training = self.training(f"{name}/run", epochs=self.plan.bert_epochs,
+                                     lr=self.plan.bert_lr)
+            Trainer(model, PretrainingTask(), batches, training).train()
         model.save_pretrained(checkpoint)
         tokenizer.save_pretrained(checkpoint)
         return checkpoint, model.bert.num_parameters()
 
     def _bert_finetune(self, checkpoint: Path, task: str,
-                       subset: Sequence[int] | None = None) -> float:
+                       subset: Sequence[int] | None = None, name: str = "bert") -> float:
         from plmkit.training.finetune import FinetuneConfig, TaskSettings, finetune
 
-        run = self.run_name(f"bert-{task}", subset)
+        run = self.run_name(f"{name}-{task}", subset)
         folder = self.work / f"{run}-data"
         folder.mkdir(parents=True, exist_ok=True)
         if task == "polarity":
@@ -881,15 +904,22 @@ class Ladder:
             settings=settings))
         return float(result.dev_metrics.get(metric, 0.0))
 
-    def run_bert(self) -> tuple:
-        self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
-        english, parameters = self._bert(self.data.lm_train, self.vocab, "bert-en", MAX_WORDS)
+    def run_bert(self, pretrain: bool = True) -> tuple:
+        name = "bert" if pretrain else "bert-scratch"
+        if pretrain:
+            self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
+        english, parameters = self._bert(self.data.lm_train, self.vocab, f"{name}-en", MAX_WORDS,
+                                         pretrain)
         polarity = self.both_polarities(
-            lambda subset: self._bert_finetune(english, "polarity", subset))
-        self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
-        chinese, _ = self._bert(self.data.zh_train, self.zh_vocab, "bert-zh", BLOCK)
-        ner = self._bert_finetune(chinese, "ner")
+            lambda subset: self._bert_finetune(english, "polarity", subset, name))
+        if pretrain:
+            self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
+        chinese, _ = self._bert(self.data.zh_train, self.zh_vocab, f"{name}-zh", BLOCK, pretrain)
+        ner = self._bert_finetune(chinese, "ner", name=name)
         return None, polarity, ner, parameters
+
+    def run_bert_scratch(self) -> tuple:
+        return self.run_bert(pretrain=False)
 
 
 # ------------------------------------------------------------------------------------- counting
@@ -991,7 +1021,11 @@ def markdown_table(rows: Sequence[Row], config: LadderConfig, plan: Plan) -> str
         f"{plan.ner_train:,} training sentences, entity F1 on {plan.ner_dev:,} dev sentences. "
         "Perplexity: word level, one shared vocabulary, `</s>` predicted; n-gram, NNLM and ELMo's "
         "forward LM read one sentence at a time, LSTM and GPT the running text. — = not a "
-        "left-to-right language model. Parameters: the English pre-trained model (n-gram: "
+        "left-to-right language model"
+        + (", or not pre-trained (the -scratch rows: the network of the row above, fine-tuned "
+           "the same way from random weights)" if any(r.generation in CONTROLS.values()
+                                                    for r in rows) else "")
+        + ". Parameters: the English pre-trained model (n-gram: "
         "stored n-grams; word2vec: input + output vectors; BERT: encoder without heads). Time: "
         "everything of the row (both pre-trainings and every downstream run) on this machine.",
     ]
@@ -1080,6 +1114,8 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
                                            else 0),
                                few_draws=config.few_draws)
     chosen = [g for g in GENERATIONS if g in config.generations]
+    if config.from_scratch:
+        chosen = [row for g in chosen for row in (g, CONTROLS.get(g)) if row]
     rows = []
     with tempfile.TemporaryDirectory(prefix="plm-ladder-") as tmp:
         ladder = Ladder(config, data, plan, Path(tmp), log)

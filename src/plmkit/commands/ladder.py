@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--few-draws", type=int, default=3, metavar="K",
                         help="average the few-label accuracy over K different draws of the N "
                              "sentences (default 3)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="add GPT and BERT rows fine-tuned from random weights: what "
+                             "pre-training adds at this budget")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -69,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
                           polarity_train=polarity[0], polarity_dev=polarity[1],
                           ner_train=ner[0], ner_dev=ner[1], task_text=not args.no_task_text,
                           few_labels=args.few_labels, few_draws=args.few_draws,
+                          from_scratch=args.from_scratch,
                           seed=args.seed,
                           progress=not args.no_progress)
     run_ladder(config, output=args.output)
