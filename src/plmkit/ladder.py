@@ -1035,7 +1035,7 @@ def markdown_table(rows: Sequence[Row], config: LadderConfig, plan: Plan) -> str
 def plot_ladder(rows: Sequence[Row], path: Path, polarity_dev: int = 0) -> None:
     """One bar panel per measure. With ``polarity_dev`` (the dev sentences behind each
     accuracy), accuracies carry ±1 binomial standard error: on 400 sentences that is about
-    ±2.3 points, the size of most gaps between generations."""
+    ±2.3 points, the size of most gaps between generations. From-scratch controls are hatched."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1061,6 +1061,10 @@ def plot_ladder(rows: Sequence[Row], path: Path, polarity_dev: int = 0) -> None:
         errors = standard_errors(title, values)
         bars = ax.bar(x, heights, color=plt.cm.viridis(np.linspace(0.1, 0.9, len(rows))),
                       yerr=errors, capsize=3 if errors else 0, ecolor="0.4")
+        for bar, row in zip(bars, rows):
+            if row.generation in CONTROLS.values():  # a control, not a generation: hatched
+                bar.set_hatch("//")
+                bar.set_alpha(0.55)
         for bar, value in zip(bars, values):
             label = "—" if value is None else (f"{value:.0f}" if value >= 10 else f"{value:.2f}")
             ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
