@@ -29,6 +29,10 @@ BERT's WordPiece vocabulary is the same word list), so the held-out perplexities
 forward LM and GPT. BERT's masked-LM loss is not a left-to-right perplexity and word2vec is not a
 language model: those cells are "—". Downstream numbers are dev-set metrics (polarity accuracy,
 entity-level F1), the best of the per-epoch evaluations for every trained head.
+
+``from_scratch`` adds a control after GPT and BERT: the same network from the same initial weights,
+fine-tuned the same way without pre-training, so the table shows what pre-training adds at the
+budget instead of assuming it.
 """
 
 from __future__ import annotations
@@ -650,7 +654,7 @@ class Ladder:
         return full, draws
 
     def polarity(self, name: str, encoder: Callable[[], nn.Module], **head: Any
-                 ) -> tuple[float, float | None]:
+                 ) -> tuple[float, list[float]]:
         """Both polarity accuracies of a :class:`FeatureHead`; ``encoder`` builds a fresh
         encoder, since each run fine-tunes its own."""
         return self.both_polarities(lambda subset: self.fit_head(
@@ -1138,7 +1142,7 @@ def run_ladder(config: LadderConfig, output: str | Path | None = None,
     return rows
 
 
-__all__ = ["GENERATIONS", "LadderConfig", "Plan", "Row", "LadderData", "FeatureHead",
+__all__ = ["GENERATIONS", "CONTROLS", "LadderConfig", "Plan", "Row", "LadderData", "FeatureHead",
            "FeatureHeadConfig", "WindowEmbeddings", "FrozenLayers", "RecurrentFeatures",
            "ElmoFeatures", "WordsAndContext", "GPTFeatures", "load_data", "run_ladder",
            "markdown_table",
