@@ -629,6 +629,10 @@ class Ladder:
             raise PlmError(f"{run}: the Trainer reported no {metric}")
         return float(trainer.state.best_metric)
 
+    def log_pretraining(self, sentences: Sequence, vocab) -> None:
+        language = "English" if vocab is self.vocab else "Chinese"
+        self.log(f"  pre-training on {len(sentences):,} {language} sentences")
+
     def _epochs(self, epochs: float, subset: Sequence[int] | None) -> float:
         if subset is None:
             return epochs
@@ -655,8 +659,9 @@ class Ladder:
 
     def polarity(self, name: str, encoder: Callable[[], nn.Module], **head: Any
                  ) -> tuple[float, list[float]]:
-        """Both polarity accuracies of a :class:`FeatureHead`; ``encoder`` builds a fresh
-        encoder, since each run fine-tunes its own."""
+        """A :class:`FeatureHead`'s polarity accuracy with every label and with each few-label
+        draw (:meth:`both_polarities`); ``encoder`` builds a fresh encoder, since each run
+        fine-tunes its own."""
         return self.both_polarities(lambda subset: self.fit_head(
             name, "polarity", encoder(), self.vocab, subset=subset, **head))
 
@@ -709,11 +714,11 @@ class Ladder:
     def run_nnlm(self) -> tuple:
         # without the direct connection W, which would double the cost of the softmax layer
         sizes = dict(embedding_size=64, hidden_size=128, direct_connection=False)
-        self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
+        self.log_pretraining(self.data.lm_train, self.vocab)
         lm = self._train_lm("nnlm", self.data.lm_train, self.vocab, "nnlm-en", **sizes)
         perplexity = self._lm_perplexity("nnlm", lm)
         polarity = self.polarity("nnlm", lambda: self._static(lm.C.weight))
-        self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
+        self.log_pretraining(self.data.zh_train, self.zh_vocab)
         zh = self._train_lm("nnlm", self.data.zh_train, self.zh_vocab, "nnlm-zh", **sizes)
         ner = self.fit_head("nnlm", "ner", self._static(zh.C.weight), self.zh_vocab)
         return perplexity, polarity, ner, lm.num_parameters()
@@ -757,11 +762,11 @@ class Ladder:
     def run_lstm(self) -> tuple:
         sizes = dict(embedding_size=128, hidden_size=128, num_layers=2, dropout=0.1,
                      tie_weights=True)
-        self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
+        self.log_pretraining(self.data.lm_train, self.vocab)
         lm = self._train_lm("lstm", self.data.lm_train, self.vocab, "lstm-en", **sizes)
         perplexity = self._lm_perplexity("lstm", lm)
         polarity = self.polarity("lstm", lambda: self._contextual(lm, RecurrentFeatures(lm)))
-        self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
+        self.log_pretraining(self.data.zh_train, self.zh_vocab)
         zh = self._train_lm("lstm", self.data.zh_train, self.zh_vocab, "lstm-zh", **sizes)
         ner = self.fit_head("lstm", "ner", self._contextual(zh, RecurrentFeatures(zh)),
                             self.zh_vocab)
@@ -792,12 +797,14 @@ class Ladder:
                             activation_function="gelu", eos_token_id=vocab.index(EOS),
                             bos_token_id=vocab.index(EOS), pad_token_id=vocab.index(PAD))
         model = GPTLMHeadModel(config)
+        if not pretrain:
+            return model.eval()
+        self.log_pretraining(sentences, vocab)
         stream = encode_stream(sentences, vocab)
         block = max(2, min(BLOCK, (len(stream) - 1) // 2))
-        if pretrain:
-            batches = lm_batches(stream, block, 4, train=True, seed=self.config.seed)
-            Trainer(model, CausalLMTask(), batches,
-                    self.training(name, epochs=self.plan.gpt_epochs, lr=2e-3)).train()
+        batches = lm_batches(stream, block, 4, train=True, seed=self.config.seed)
+        Trainer(model, CausalLMTask(), batches,
+                self.training(name, epochs=self.plan.gpt_epochs, lr=2e-3)).train()
         return model.eval()
 
     def run_gpt(self, pretrain: bool = True) -> tuple:
@@ -805,8 +812,6 @@ class Ladder:
         from plmkit.training.causal_lm import evaluate_lm
 
         name = "gpt" if pretrain else "gpt-scratch"
-        if pretrain:
-            self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
         lm = self._gpt(self.data.lm_train, self.vocab, f"{name}-en", pretrain)
         perplexity = None
         if pretrain:
@@ -816,8 +821,6 @@ class Ladder:
         finetuning = dict(lr=self.plan.gpt_finetune_lr, batch_size=32, hidden_size=0)
         polarity = self.polarity(name, lambda: GPTFeatures(copy.deepcopy(lm.transformer)),
                                  pool="last", epochs=self.plan.finetune_epochs, **finetuning)
-        if pretrain:
-            self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
         zh = self._gpt(self.data.zh_train, self.zh_vocab, f"{name}-zh", pretrain)
         ner = self.fit_head(name, "ner", GPTFeatures(zh.transformer), self.zh_vocab,
                             epochs=self.plan.tagging_epochs, **finetuning)
@@ -849,6 +852,7 @@ class Ladder:
                                                pad_token_id=pad, max_position_embeddings=BLOCK))
         checkpoint = folder / "model"
         if pretrain:
+            self.log_pretraining(sentences, vocab)
             corpus = folder / "corpus.txt"
             documents = [sentences[i:i + 20] for i in range(0, len(sentences), 20)]
             with open(corpus, "w", encoding="utf-8") as handle:
@@ -910,14 +914,10 @@ class Ladder:
 
     def run_bert(self, pretrain: bool = True) -> tuple:
         name = "bert" if pretrain else "bert-scratch"
-        if pretrain:
-            self.log(f"  pre-training on {len(self.data.lm_train):,} English sentences")
         english, parameters = self._bert(self.data.lm_train, self.vocab, f"{name}-en", MAX_WORDS,
                                          pretrain)
         polarity = self.both_polarities(
             lambda subset: self._bert_finetune(english, "polarity", subset, name))
-        if pretrain:
-            self.log(f"  pre-training on {len(self.data.zh_train):,} Chinese sentences")
         chinese, _ = self._bert(self.data.zh_train, self.zh_vocab, f"{name}-zh", BLOCK, pretrain)
         ner = self._bert_finetune(chinese, "ner", name=name)
         return None, polarity, ner, parameters
