@@ -292,3 +292,100 @@ def test_scratch_networks_keep_their_random_weights(data, tmp_path):
     changed = BertForPreTraining.from_pretrained(pretrained).state_dict()
     key = "bert.encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(reloaded[key], changed[key])
+
+
+def _states_equal(a: Path, b: Path) -> bool:
+    from plmkit.models.bert import BertForPreTraining
+
+    first = BertForPreTraining.from_pretrained(a).state_dict()
+    second = BertForPreTraining.from_pretrained(b).state_dict()
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_pretrain_bert_is_the_ladders_bert_and_can_be_reused(data, tmp_path):
+    """--pretrain-bert runs the ladder's own Chinese BERT recipe (same weights as in a ladder
+    run), records it, and a ladder given it with --bert-zh fine-tunes that checkpoint; its
+    control starts from the weights the pre-training started from."""
+    from plmkit.ladder import PRETRAINING_RECORD, pretrain_bert
+
+    config = LadderConfig(generations=("bert",), budget=0.05, progress=False, few_labels=0,
+                          **data)
+    saved = pretrain_bert(config, "zh", tmp_path / "bert-zh", epochs=3, log=lambda m: None)
+    for name in ("config.json", "model.safetensors", "vocab.txt", PRETRAINING_RECORD,
+                 "metrics.jsonl"):
+        assert (saved / name).is_file(), name
+    record = json.loads((saved / PRETRAINING_RECORD).read_text())
+    assert record["epochs"] == 3 and record["seconds"] > 0 and record["steps"] > 0
+    plan = dataclasses.replace(Plan.from_budget(config.budget), bert_epochs=3)
+    ladder, _ = _ladder(config, plan, tmp_path / "work")
+    assert record["sentences"] == len(ladder.data.zh_train)
+    own, _ = ladder._bert(ladder.data.zh_train, ladder.zh_vocab, "own", 128)
+    assert _states_equal(saved, own)  # the ladder's recipe, data and seed, step for step
+    start, _ = ladder._bert(ladder.data.zh_train, ladder.zh_vocab, "start", 128, pretrain=False)
+
+    reusing = dataclasses.replace(config, bert_zh=str(saved), from_scratch=True)
+    messages = []
+    rows = run_ladder(reusing, output=tmp_path / "out", log=messages.append)
+    assert [r.generation for r in rows] == ["bert", "bert-scratch"]
+    assert sum(f"reusing the pre-trained BERT in {saved} (3 passes" in m for m in messages) == 1
+    assert sum("pre-training on" in m for m in messages) == 1  # English only: in the run
+    bert, control = rows
+    assert "Chinese pre-training reused" in bert.model
+    assert bert.seconds > record["seconds"]  # the reused pre-training is counted
+    table = (tmp_path / "out" / "ladder.md").read_text(encoding="utf-8")
+    assert f"Chinese pre-training is reused from `{saved}`: 3 passes" in table
+    # the control: the checkpoint's network at the seeded initial weights it was trained from
+    control_ladder, _ = _ladder(reusing, plan, tmp_path / "work2")
+    copy, _ = control_ladder._bert([], None, "control", 128, pretrain=False, reuse=str(saved))
+    assert _states_equal(copy, start) and not _states_equal(copy, saved)
+
+
+def test_reused_bert_is_checked_before_anything_runs(data, tmp_path, capsys):
+    from plmkit.ladder import pretrain_bert
+
+    config = LadderConfig(generations=("bert",), budget=0.05, progress=False, few_labels=0,
+                          **data)
+    english = pretrain_bert(config, "en", tmp_path / "bert-en", epochs=1, log=lambda m: None)
+    output = tmp_path / "ladder"
+    # an English vocabulary for the Chinese task: stopped before the first generation
+    messages = []
+    with pytest.raises(PlmError, match="misses 100% of the task's distinct tokens"):
+        run_ladder(dataclasses.replace(config, bert_zh=str(english)), output=output,
+                   log=messages.append)
+    assert not output.exists() and not any("ladder [" in m for m in messages)
+    with pytest.raises(PlmError, match="no config.json"):
+        LadderConfig(generations=("bert",), bert_en=str(tmp_path))
+    with pytest.raises(PlmError, match="bert generation is not run"):
+        LadderConfig(generations=("ngram",), bert_en=str(english))
+    for flags, message in ((["--bert-epochs", "3"], "--bert-epochs goes with --pretrain-bert"),
+                           (["--pretrain-bert", "zh", "--resume"], "only pre-trains"),
+                           (["--pretrain-bert", "zh", "--bert-epochs", "-1"], "epochs must be")):
+        assert main(["ladder", "--output", str(output), *_cli_args(data), *flags]) == 2
+        assert message in capsys.readouterr().err
+        assert not output.exists()
+
+
+def test_resume_keeps_measured_rows_and_refuses_other_settings(data, tmp_path, capsys):
+    config = LadderConfig(generations=("ngram",), budget=0.05, progress=False, few_labels=0,
+                          **data)
+    output = tmp_path / "out"
+    first = run_ladder(config, output=output, log=lambda m: None)
+    messages = []
+    more = dataclasses.replace(config, generations=("word2vec", "ngram"))
+    rows = run_ladder(more, output=output, log=messages.append, resume=True)
+    assert [r.generation for r in rows] == ["ngram", "word2vec"]
+    assert rows[0] == first[0]  # kept as measured, time included
+    assert any("ngram: kept from" in m for m in messages)
+    assert not any("ngram: KN" in m for m in messages)
+    record = json.loads((output / "ladder.json").read_text())
+    assert [r["generation"] for r in record["rows"]] == ["ngram", "word2vec"]
+    # other data or seed: the rows could not share a table
+    with pytest.raises(PlmError, match=r"other settings \(seed\)"):
+        run_ladder(dataclasses.replace(more, seed=7), output=output, resume=True)
+    with pytest.raises(PlmError, match="other settings"):
+        run_ladder(dataclasses.replace(more, budget=0.1), output=output, resume=True)
+    (output / "ladder.json").write_text("{not json", encoding="utf-8")
+    assert main(["ladder", "--output", str(output), "--generations", "ngram", "--resume",
+                 "--budget", "0.05", "--few-labels", "0", *_cli_args(data)]) == 2
+    err = capsys.readouterr().err
+    assert "ladder.json" in err and "invalid JSON" in err

@@ -3,6 +3,12 @@
     plm ladder --output runs/ladder                      # a few minutes on 2 cores
     plm ladder --budget 0.25 --generations ngram,lstm,bert --output runs/ladder-quick
 
+BERT's masked LM needs far more updates than the ladder's minutes: pre-train it once, alone, for
+as long as wanted, then reuse it (``--resume`` keeps the rows already measured)::
+
+    plm ladder --budget 10 --pretrain-bert zh --bert-epochs 80 --output runs/bert-zh
+    plm ladder --budget 10 --bert-zh runs/bert-zh --resume --output runs/ladder-b10
+
 Writes ``ladder.md`` (also printed), ``ladder.json`` and ``ladder.png`` into ``--output``, all
 at once when the run has finished (an interrupted run leaves nothing behind).
 """
@@ -50,6 +56,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--from-scratch", action="store_true",
                         help="add GPT and BERT rows fine-tuned from random weights: what "
                              "pre-training adds at this budget")
+    parser.add_argument("--bert-en", metavar="DIR",
+                        help="reuse this pre-trained BERT for the English task (polarity)")
+    parser.add_argument("--bert-zh", metavar="DIR",
+                        help="reuse this pre-trained BERT for the Chinese task (NER)")
+    parser.add_argument("--pretrain-bert", choices=["en", "zh"],
+                        help="only pre-train the ladder's BERT for this language and save it "
+                             "to --output (for --bert-en/--bert-zh)")
+    parser.add_argument("--bert-epochs", type=float, metavar="N",
+                        help="with --pretrain-bert: passes over the text (default: the budget's)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows already in --output/ladder.json (same data, sizes "
+                             "and seed) and run only the others")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -57,8 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plmkit.ladder import LadderConfig, run_ladder
+    from plmkit.ladder import LadderConfig, pretrain_bert, run_ladder
 
+    if args.bert_epochs is not None and not args.pretrain_bert:
+        raise PlmError("--bert-epochs goes with --pretrain-bert", field="bert_epochs")
+    if args.pretrain_bert and (args.resume or args.bert_en or args.bert_zh):
+        raise PlmError("--pretrain-bert only pre-trains: leave out --resume, --bert-en and "
+                       "--bert-zh", field="pretrain_bert")
     if args.threads < 0:
         raise PlmError("threads must be ≥ 0", field="threads")
     if args.threads:
@@ -73,9 +96,15 @@ def run(args: argparse.Namespace) -> int:
                           ner_train=ner[0], ner_dev=ner[1], task_text=not args.no_task_text,
                           few_labels=args.few_labels, few_draws=args.few_draws,
                           from_scratch=args.from_scratch,
+                          bert_en=args.bert_en, bert_zh=args.bert_zh,
                           seed=args.seed,
                           progress=not args.no_progress)
-    run_ladder(config, output=args.output)
+    if args.pretrain_bert:
+        pretrain_bert(config, args.pretrain_bert, args.output, epochs=args.bert_epochs)
+        print(f"wrote the pre-trained BERT to {args.output}; use it with "
+              f"--bert-{args.pretrain_bert} {args.output}")
+        return 0
+    run_ladder(config, output=args.output, resume=args.resume)
     # the written table states the sizes actually used, which a budget's plan may overstate
     print((Path(args.output) / "ladder.md").read_text(encoding="utf-8"), end="")
     print(f"\nwrote {args.output}/ladder.md, ladder.json, ladder.png")
