@@ -312,13 +312,17 @@ def test_pretrain_bert_is_the_ladders_bert_and_can_be_reused(data, tmp_path):
                           **data)
     saved = pretrain_bert(config, "zh", tmp_path / "bert-zh", epochs=3, log=lambda m: None)
     for name in ("config.json", "model.safetensors", "vocab.txt", PRETRAINING_RECORD,
-                 "metrics.jsonl"):
+                 "metrics.jsonl", "curves.png"):
         assert (saved / name).is_file(), name
     record = json.loads((saved / PRETRAINING_RECORD).read_text())
     assert record["epochs"] == 3 and record["seconds"] > 0 and record["steps"] > 0
+    assert 0 < record["mlm_loss"] and 0 <= record["mlm_accuracy"] <= 1
     plan = dataclasses.replace(Plan.from_budget(config.budget), bert_epochs=3)
     ladder, _ = _ladder(config, plan, tmp_path / "work")
     assert record["sentences"] == len(ladder.data.zh_train)
+    # a frequency guess over the fixture's characters: at most log(how many), near it
+    distinct = len({c for chars in ladder.data.zh_train for c in chars})
+    assert math.log(distinct) - 0.5 < record["unigram_loss"] <= math.log(distinct)
     own, _ = ladder._bert(ladder.data.zh_train, ladder.zh_vocab, "own", 128)
     assert _states_equal(saved, own)  # the ladder's recipe, data and seed, step for step
     start, _ = ladder._bert(ladder.data.zh_train, ladder.zh_vocab, "start", 128, pretrain=False)
@@ -334,6 +338,7 @@ def test_pretrain_bert_is_the_ladders_bert_and_can_be_reused(data, tmp_path):
     assert bert.seconds > record["seconds"]  # the reused pre-training is counted
     table = (tmp_path / "out" / "ladder.md").read_text(encoding="utf-8")
     assert f"Chinese pre-training is reused from `{saved}`: 3 passes" in table
+    assert f"against {record['unigram_loss']:.2f} for guessing by frequency" in table
     # the control: the checkpoint's network at the seeded initial weights it was trained from
     control_ladder, _ = _ladder(reusing, plan, tmp_path / "work2")
     copy, _ = control_ladder._bert([], None, "control", 128, pretrain=False, reuse=str(saved))

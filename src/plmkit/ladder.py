@@ -82,6 +82,25 @@ BLOCK = 128         # GPT/BERT context (NER sentences fit, so positions are all 
 PRETRAINING_RECORD = "pretraining.json"  # beside a ladder BERT's weights: what made them
 
 
+def masked_lm_summary(metrics: Path, sentences: Sequence[Sequence[str]],
+                      last: int = 10) -> dict[str, float]:
+    """Where a masked LM ended (its last ``last`` logged windows) beside ``unigram_loss``: the
+    cross-entropy of guessing each masked token by its corpus frequency, the stage a masked LM
+    sits at until it learns to read the context."""
+    from plmkit.training.reporting import read_metrics
+
+    counts = Counter(token for sentence in sentences for token in sentence)
+    total = sum(counts.values())
+    summary = {"unigram_loss": round(-sum(c / total * math.log(c / total)
+                                          for c in counts.values()), 4)}
+    records = [r for r in read_metrics(metrics) if "mlm_loss" in r][-last:] \
+        if metrics.is_file() else []
+    for key in ("mlm_loss", "mlm_accuracy"):
+        if records:
+            summary[key] = round(float(np.mean([r[key] for r in records])), 4)
+    return summary
+
+
 def pretraining_record(folder: str | Path) -> dict[str, Any]:
     """What a ladder BERT checkpoint records of its pre-training ({} for other checkpoints)."""
     from plmkit.config import load_json
@@ -922,7 +941,8 @@ class Ladder:
             record = {"sentences": len(sentences), "epochs": self.plan.bert_epochs,
                       "steps": result.global_step, "batch_size": self.plan.bert_batch_size,
                       "learning_rate": self.plan.bert_lr, "max_seq_length": max_seq_length,
-                      "seconds": round(time.perf_counter() - started, 1), "seed": self.config.seed}
+                      "seconds": round(time.perf_counter() - started, 1), "seed": self.config.seed,
+                      **masked_lm_summary(folder / "run" / "metrics.jsonl", sentences)}
         model.save_pretrained(checkpoint)
         tokenizer.save_pretrained(checkpoint)
         if pretrain:
@@ -944,7 +964,10 @@ class Ladder:
             self.log(f"  reusing the pre-trained BERT in {source}"
                      + (f" ({record['epochs']:g} passes over {record['sentences']:,} sentences, "
                         f"{record['seconds'] / 60:.0f} min)"
-                        if {"epochs", "sentences", "seconds"} <= set(record) else ""))
+                        if {"epochs", "sentences", "seconds"} <= set(record) else "")
+                     + (f"; masked LM loss {record['mlm_loss']:.2f} nats, guessing by frequency "
+                        f"{record['unigram_loss']:.2f}"
+                        if {"mlm_loss", "unigram_loss"} <= set(record) else ""))
             return source, BertModel.from_pretrained(source).num_parameters()
         torch.manual_seed(self.config.seed)
         model = BertForPreTraining(BertForPreTraining.load_config(source))
@@ -1147,7 +1170,11 @@ def _reused_note(config: LadderConfig) -> str:
             f" BERT's {language} pre-training is reused from `{folder}`"
             + (f": {record['epochs']:g} passes over {record['sentences']:,} sentences "
                f"({record['steps']:,} updates of {record['batch_size']}), "
-               f"{record['seconds'] / 60:.0f} min, counted in the row's time."
+               f"{record['seconds'] / 60:.0f} min, counted in the row's time"
+               + (f"; its masked LM ended at {record['mlm_loss']:.2f} nats (accuracy "
+                  f"{record['mlm_accuracy']:.3f}) against {record['unigram_loss']:.2f} for "
+                  "guessing by frequency"
+                  if {"mlm_loss", "mlm_accuracy", "unigram_loss"} <= set(record) else "") + "."
                if {"epochs", "sentences", "steps", "batch_size", "seconds"} <= set(record)
                else f" (it has no {PRETRAINING_RECORD}: its pre-training time is not counted)."))
     return "".join(notes)
@@ -1340,14 +1367,19 @@ def pretrain_bert(config: LadderConfig, language: str, output: str | Path,
                 (folder / path.name).write_bytes(path.read_bytes())
             curve = Path(tmp) / f"bert-{language}" / "run" / "metrics.jsonl"
             if curve.is_file():
+                from plmkit.training.reporting import plot_curves, read_metrics
+
                 (folder / "metrics.jsonl").write_bytes(curve.read_bytes())
+                plot_curves(read_metrics(curve), folder / "curves.png",
+                            ["mlm_loss", "mlm_accuracy", "nsp_accuracy"],
+                            title=f"the ladder's BERT ({language}), budget {config.budget:g}")
     return Path(output)
 
 
 __all__ = ["GENERATIONS", "CONTROLS", "LadderConfig", "Plan", "Row", "LadderData", "FeatureHead",
            "FeatureHeadConfig", "WindowEmbeddings", "FrozenLayers", "RecurrentFeatures",
            "ElmoFeatures", "WordsAndContext", "GPTFeatures", "load_data", "run_ladder",
-           "pretrain_bert", "pretraining_record", "previous_rows",
+           "pretrain_bert", "pretraining_record", "masked_lm_summary", "previous_rows",
            "markdown_table",
            "plot_ladder", "write_outputs", "words_of",
            "ngram_classifier_accuracy", "hmm_tagger_f1"]
