@@ -384,6 +384,12 @@ def test_resume_keeps_measured_rows_and_refuses_other_settings(data, tmp_path, c
     assert not any("ngram: KN" in m for m in messages)
     record = json.loads((output / "ladder.json").read_text())
     assert [r["generation"] for r in record["rows"]] == ["ngram", "word2vec"]
+    # a checkpoint is never written over a ladder's results
+    from plmkit.ladder import pretrain_bert
+
+    with pytest.raises(PlmError, match="holds a ladder's results"):
+        pretrain_bert(config, "zh", output)
+    assert (output / "ladder.md").is_file()
     # other data or seed: the rows could not share a table
     with pytest.raises(PlmError, match=r"other settings \(seed\)"):
         run_ladder(dataclasses.replace(more, seed=7), output=output, resume=True)

@@ -1352,6 +1352,9 @@ def pretrain_bert(config: LadderConfig, language: str, output: str | Path,
         raise PlmError(f"language must be en or zh, not {language!r}", field="language")
     if epochs is not None and not (math.isfinite(epochs) and epochs > 0):
         raise PlmError(f"epochs must be a positive number, not {epochs!r}", field="epochs")
+    if (Path(output) / "ladder.json").exists():
+        raise PlmError("this folder holds a ladder's results (ladder.json), which the checkpoint "
+                       "would replace: choose another folder", path=output)
     plan = Plan.from_budget(config.budget)
     if epochs is not None:
         plan = dataclasses.replace(plan, bert_epochs=epochs)
