@@ -170,3 +170,31 @@ def test_adam_updates_are_fused_on_cpu_and_match_the_foreach_update():
     assert fused_supported(torch.nn.Linear(2, 2)) is True
     assert fused_supported(torch.nn.Linear(2, 2).requires_grad_(False)) is None
     torch.testing.assert_close(trained(True), trained(False), rtol=1e-5, atol=1e-6)
+
+
+def test_curves_draw_a_reference_line_where_asked(tmp_path):
+    """A reference (a masked LM's frequency guess) is drawn on its own panel only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from plmkit.training.reporting import plot_curves
+
+    records = [{"step": s, "mlm_loss": 7 - s / 10, "mlm_accuracy": s / 100} for s in range(1, 30)]
+    drawn = []
+    original = plt.Axes.axhline
+
+    def spy(axis, value, *args, **kwargs):
+        drawn.append((axis, value, kwargs.get("label")))
+        return original(axis, value, *args, **kwargs)
+
+    plt.Axes.axhline = spy
+    try:
+        path = plot_curves(records, tmp_path / "curves.png", ["mlm_loss", "mlm_accuracy"],
+                           references={"mlm_loss": ("guessing by frequency", 6.5)})
+    finally:
+        plt.Axes.axhline = original
+    assert path is not None and path.read_bytes().startswith(b"\x89PNG")
+    assert [(axis.get_title(), value, label) for axis, value, label in drawn] == [
+        ("mlm loss", 6.5, "guessing by frequency")]

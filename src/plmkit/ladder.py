@@ -1375,9 +1375,12 @@ def pretrain_bert(config: LadderConfig, language: str, output: str | Path,
                 from plmkit.training.reporting import plot_curves, read_metrics
 
                 (folder / "metrics.jsonl").write_bytes(curve.read_bytes())
+                guess = pretraining_record(folder).get("unigram_loss")
                 plot_curves(read_metrics(curve), folder / "curves.png",
                             ["mlm_loss", "mlm_accuracy", "nsp_accuracy"],
-                            title=f"the ladder's BERT ({language}), budget {config.budget:g}")
+                            title=f"the ladder's BERT ({language}), budget {config.budget:g}",
+                            references={"mlm_loss": ("guessing by frequency", guess)}
+                            if guess is not None else None)
     return Path(output)
 
 

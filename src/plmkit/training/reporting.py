@@ -50,8 +50,12 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 
 def plot_curves(records: Sequence[dict[str, Any]], path: Path, keys: Sequence[str],
-                title: str = "") -> Path | None:
-    """One panel per metric (training and eval_ series together), x = optimiser step."""
+                title: str = "", references: dict[str, tuple[str, float]] | None = None
+                ) -> Path | None:
+    """One panel per metric (training and eval_ series together), x = optimiser step.
+
+    ``references``: metric → (label, value), drawn as a dashed line across that panel (e.g. a
+    masked LM's loss when guessing by frequency, which a curve has to get below)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,6 +75,9 @@ def plot_curves(records: Sequence[dict[str, Any]], path: Path, keys: Sequence[st
             axis.plot(*zip(*train), label="train", linewidth=1.2)
         if evals:
             axis.plot(*zip(*evals), "o-", label="held-out", linewidth=1.5, markersize=4)
+        if references and key in references:
+            label, value = references[key]
+            axis.axhline(value, color="grey", linestyle="--", linewidth=1.2, label=label)
         axis.set_title(key.replace("_", " "))
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
