@@ -43,6 +43,7 @@ import dataclasses
 import json
 import math
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -80,6 +81,7 @@ MAX_WORDS = 64      # polarity sentences are cut to this many words
 MAX_CHARS = 100     # NER sentences are cut to this many characters
 BLOCK = 128         # GPT/BERT context (NER sentences fit, so positions are all trained)
 PRETRAINING_RECORD = "pretraining.json"  # beside a ladder BERT's weights: what made them
+REUSABLE_BERTS = (("bert_en", "English"), ("bert_zh", "Chinese"))  # LadderConfig field, language
 
 
 def masked_lm_summary(metrics: Path, sentences: Sequence[Sequence[str]],
@@ -107,6 +109,21 @@ def pretraining_record(folder: str | Path) -> dict[str, Any]:
 
     path = Path(folder) / PRETRAINING_RECORD
     return load_json(path) if path.is_file() else {}
+
+
+def describe_pretraining(record: dict[str, Any]) -> str:
+    """A :data:`PRETRAINING_RECORD` in one phrase: how long, and where the masked LM ended
+    beside the frequency guess ("" when the record does not say)."""
+    if not {"epochs", "sentences", "steps", "batch_size", "seconds"} <= set(record):
+        return ""
+    text = (f"{record['epochs']:g} passes over {record['sentences']:,} sentences "
+            f"({record['steps']:,} updates of {record['batch_size']}), "
+            f"{record['seconds'] / 60:.0f} min")
+    if {"mlm_loss", "mlm_accuracy", "unigram_loss"} <= set(record):
+        text += (f"; its masked LM ended at {record['mlm_loss']:.2f} nats (accuracy "
+                 f"{record['mlm_accuracy']:.3f}) against {record['unigram_loss']:.2f} for "
+                 "guessing by frequency")
+    return text
 
 
 # ------------------------------------------------------------------------------------- config
@@ -147,6 +164,11 @@ class LadderConfig:
     seed: int = 42
     progress: bool = True
 
+    def reused_berts(self) -> list[tuple[str, str, str]]:
+        """(field, language, checkpoint folder) of each BERT given to reuse."""
+        return [(name, language, getattr(self, name)) for name, language in REUSABLE_BERTS
+                if getattr(self, name) is not None]
+
     def __post_init__(self) -> None:
         self.generations = tuple(self.generations)
         if not self.generations:
@@ -174,10 +196,7 @@ class LadderConfig:
         for a, b in pairs:
             if (getattr(self, a) is None) != (getattr(self, b) is None):
                 raise PlmError(f"give both {a} and {b}, or neither", field=a)
-        for name in ("bert_en", "bert_zh"):
-            folder = getattr(self, name)
-            if folder is None:
-                continue
+        for name, _, folder in self.reused_berts():
             if "bert" not in self.generations:
                 raise PlmError(f"{name} is given but the bert generation is not run",
                                field=name)
@@ -574,6 +593,7 @@ class Ladder:
                  log: Callable[[str], None]) -> None:
         self.config, self.data, self.plan, self.work, self.log = config, data, plan, work, log
         self.reused_seconds = 0.0  # a reused checkpoint's recorded pre-training time (this row)
+        self._reused_sizes: dict[str, int] = {}  # reused checkpoint → encoder parameters
         from plmkit.data.lm import Vocabulary
 
         # the counting generation learns from the task's own words; the others see them through
@@ -727,8 +747,7 @@ class Ladder:
 
     def describe(self, generation: str) -> str:
         """The table's model cell: says when BERT's pre-training was reused."""
-        reused = [language for language, folder in (("English", self.config.bert_en),
-                                                    ("Chinese", self.config.bert_zh)) if folder]
+        reused = [language for _, language, _ in self.config.reused_berts()]
         if generation == "bert" and reused:
             return f"BERT, fine-tuned; {' and '.join(reused)} pre-training reused"
         if generation == "bert-scratch" and reused:
@@ -955,43 +974,45 @@ class Ladder:
         architecture and vocabulary at the ladder's seeded random weights: the initial weights
         the ladder's own pre-training starts from, so a checkpoint made by :func:`pretrain_bert`
         is compared with exactly where it began."""
-        from plmkit.models.bert import BertForPreTraining, BertModel
+        from plmkit.models.bert import BertForPreTraining
         from plmkit.tokenization import WordPieceTokenizer
 
         if pretrain:
             record = pretraining_record(source)
             self.reused_seconds += float(record.get("seconds", 0.0))
+            summary = describe_pretraining(record)
             self.log(f"  reusing the pre-trained BERT in {source}"
-                     + (f" ({record['epochs']:g} passes over {record['sentences']:,} sentences, "
-                        f"{record['seconds'] / 60:.0f} min)"
-                        if {"epochs", "sentences", "seconds"} <= set(record) else "")
-                     + (f"; masked LM loss {record['mlm_loss']:.2f} nats, guessing by frequency "
-                        f"{record['unigram_loss']:.2f}"
-                        if {"mlm_loss", "unigram_loss"} <= set(record) else ""))
-            return source, BertModel.from_pretrained(source).num_parameters()
+                     + (f" ({summary})" if summary else ""))
+            return source, self.reused_parameters(source)
         torch.manual_seed(self.config.seed)
         model = BertForPreTraining(BertForPreTraining.load_config(source))
         checkpoint = self.work / name / "model"
         model.save_pretrained(checkpoint, tokenizer=WordPieceTokenizer.from_pretrained(source))
         return checkpoint, model.bert.num_parameters()
 
+    def reused_parameters(self, folder: str | Path) -> int:
+        """The encoder parameters of a reused checkpoint, loading it once (the check before the
+        first generation, then its row)."""
+        from plmkit.models.bert import BertModel
+
+        key = str(folder)
+        if key not in self._reused_sizes:
+            self._reused_sizes[key] = BertModel.from_pretrained(folder).num_parameters()
+        return self._reused_sizes[key]
+
     def check_reused_berts(self) -> None:
         """Load every reused BERT before the first generation runs, and stop if its
         vocabulary misses most of its task's tokens: an English vocabulary given for the
         Chinese NER would fine-tune on [UNK] alone, an hour later."""
-        from plmkit.models.bert import BertModel
         from plmkit.tokenization import WordPieceTokenizer
 
-        tasks = (("bert_en", [w for words in self.raw_polarity_words[0] for w in words]),
-                 ("bert_zh", [c for chars, _ in self.data.ner_train for c in chars]))
-        for name, tokens in tasks:
-            folder = getattr(self.config, name)
-            if folder is None:
-                continue
-            BertModel.from_pretrained(folder)
+        for name, _, folder in self.config.reused_berts():
+            self.reused_parameters(folder)
             tokenizer = WordPieceTokenizer.from_pretrained(folder)
             # by running tokens, not distinct ones: a small vocabulary misses most rare words
-            counts = Counter(tokens)
+            counts = (Counter(w for words in self.raw_polarity_words[0] for w in words)
+                      if name == "bert_en" else
+                      Counter(c for chars, _ in self.data.ner_train for c in chars))
             unknown = sum(n for t, n in counts.items()
                           if tokenizer.encode(t, add_special_tokens=False).ids
                           == [tokenizer.unk_token_id])
@@ -1164,21 +1185,12 @@ def markdown_table(rows: Sequence[Row], config: LadderConfig, plan: Plan) -> str
 
 def _reused_note(config: LadderConfig) -> str:
     notes = []
-    for language, folder in (("English", config.bert_en), ("Chinese", config.bert_zh)):
-        if folder is None:
-            continue
-        record = pretraining_record(folder)
-        notes.append(
-            f" BERT's {language} pre-training is reused from `{folder}`"
-            + (f": {record['epochs']:g} passes over {record['sentences']:,} sentences "
-               f"({record['steps']:,} updates of {record['batch_size']}), "
-               f"{record['seconds'] / 60:.0f} min, counted in the row's time"
-               + (f"; its masked LM ended at {record['mlm_loss']:.2f} nats (accuracy "
-                  f"{record['mlm_accuracy']:.3f}) against {record['unigram_loss']:.2f} for "
-                  "guessing by frequency"
-                  if {"mlm_loss", "mlm_accuracy", "unigram_loss"} <= set(record) else "") + "."
-               if {"epochs", "sentences", "steps", "batch_size", "seconds"} <= set(record)
-               else f" (it has no {PRETRAINING_RECORD}: its pre-training time is not counted)."))
+    for _, language, folder in config.reused_berts():
+        summary = describe_pretraining(pretraining_record(folder))
+        notes.append(f" BERT's {language} pre-training is reused from `{folder}`"
+                     + (f": {summary}; counted in the row's time." if summary else
+                        f" (it has no {PRETRAINING_RECORD}: its pre-training time is not "
+                        "counted)."))
     return "".join(notes)
 
 
@@ -1253,7 +1265,8 @@ def write_outputs(rows: Sequence[Row], config: LadderConfig, plan: Plan, output:
 # shares, and a row's own inputs.
 SHARED_SETTINGS = ("budget", "corpus", "test_corpus", "polarity_train", "polarity_dev",
                    "ner_train", "ner_dev", "task_text", "few_labels", "few_draws", "seed")
-ROW_SETTINGS = {"bert": ("bert_en", "bert_zh"), "bert-scratch": ("bert_en", "bert_zh")}
+ROW_SETTINGS = {row: tuple(name for name, _ in REUSABLE_BERTS)
+                for row in ("bert", "bert-scratch")}
 
 
 def previous_rows(output: Path, config: LadderConfig, plan: Plan) -> dict[str, Row]:
@@ -1368,8 +1381,7 @@ def pretrain_bert(config: LadderConfig, language: str, output: str | Path,
         else:
             checkpoint, _ = ladder._bert(data.zh_train, ladder.zh_vocab, "bert-zh", BLOCK)
         with atomic_dir(output) as folder:
-            for path in checkpoint.iterdir():
-                (folder / path.name).write_bytes(path.read_bytes())
+            shutil.copytree(checkpoint, folder, dirs_exist_ok=True)
             curve = Path(tmp) / f"bert-{language}" / "run" / "metrics.jsonl"
             if curve.is_file():
                 from plmkit.training.reporting import plot_curves, read_metrics
@@ -1387,7 +1399,8 @@ def pretrain_bert(config: LadderConfig, language: str, output: str | Path,
 __all__ = ["GENERATIONS", "CONTROLS", "LadderConfig", "Plan", "Row", "LadderData", "FeatureHead",
            "FeatureHeadConfig", "WindowEmbeddings", "FrozenLayers", "RecurrentFeatures",
            "ElmoFeatures", "WordsAndContext", "GPTFeatures", "load_data", "run_ladder",
-           "pretrain_bert", "pretraining_record", "masked_lm_summary", "previous_rows",
+           "pretrain_bert", "pretraining_record", "describe_pretraining", "masked_lm_summary",
+           "previous_rows",
            "markdown_table",
            "plot_ladder", "write_outputs", "words_of",
            "ngram_classifier_accuracy", "hmm_tagger_f1"]
