@@ -96,7 +96,7 @@ def worker(variant: str, batches_path: Path, steps: int) -> dict:
     """One variant in this process: build, train ``steps`` steps, report."""
     import contextlib
 
-    batches = torch.load(batches_path)
+    batches = torch.load(batches_path, weights_only=True)
     torch.manual_seed(0)
     if variant == "hf-sdpa":
         import transformers

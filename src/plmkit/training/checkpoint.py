@@ -2,7 +2,12 @@
 
 A checkpoint is ``output_dir/checkpoint-<step>/``: the model in Hugging Face layout (so any
 checkpoint can be loaded for use) plus ``trainer_state.pt`` with the optimiser, schedule, RNG
-states and data position. It is written in a temporary folder beside its target and renamed into
+states and data position.
+
+``trainer_state.pt`` holds only tensors and plain Python values (numbers, strings, lists, tuples,
+dicts), so it is read with ``torch.load(..., weights_only=True)``. A checkpoint folder is input a
+user may have been handed; a full unpickler would run whatever code a crafted file names on
+``--resume``. NumPy's RNG state, the one non-plain value, is stored as a tensor. It is written in a temporary folder beside its target and renamed into
 place, so a killed run leaves either a complete checkpoint or none. Resuming refuses a checkpoint
 whose model or training config differs from the current one in ways that change the trajectory.
 """
@@ -10,6 +15,7 @@ whose model or training config differs from the current one in ways that change 
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import re
 import shutil
@@ -41,16 +47,29 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+    """Every generator's state as tensors and plain values (loadable with ``weights_only``)."""
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {"python": random.getstate(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
+                       "position": int(position), "has_gauss": int(has_gauss),
+                       "cached_gaussian": float(cached_gaussian)},
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def _numpy_state(saved: Any) -> Any:
+    """NumPy's ``set_state`` tuple from :func:`rng_state`'s dict (or an older checkpoint's tuple)."""
+    if not isinstance(saved, dict):
+        return saved
+    keys = saved["keys"].numpy().astype(np.uint32)
+    return (saved["kind"], keys, saved["position"], saved["has_gauss"], saved["cached_gaussian"])
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(_as_python_state(state["python"]))
+    np.random.set_state(_numpy_state(state["numpy"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -76,27 +95,86 @@ def rotate_checkpoints(output_dir: Path, keep_last: int, protect: Path | None = 
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _as_python_state(saved: Any) -> tuple:
+    """``random.setstate`` wants tuples; a state that went through a list-producing format may
+    come back with lists, so turn them back (version, 625 ints, gauss)."""
+    version, internal, gauss = saved
+    return (version, tuple(internal), gauss)
+
+
+# Checkpoints written before the state went plain stored NumPy's RNG state as an ndarray. These
+# are exactly the NumPy globals unpickling such an array needs: data containers, no callables
+# that could run anything else.
+def _legacy_numpy_globals() -> list[Any]:
+    multiarray = getattr(np, "_core", None) or np.core
+    return [multiarray.multiarray._reconstruct, np.ndarray, np.dtype,
+            type(np.dtype(np.uint32))]
+
+
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    """Read ``trainer_state.pt`` without ever running code from it.
+
+    ``weights_only=True`` refuses any pickled global that is not a tensor, a plain value or one of
+    the allow-listed NumPy array types, so a crafted ``__reduce__`` payload is an error here, not
+    a command run as the user.
+    """
     path = checkpoint / STATE_FILE
     if not path.exists():
         raise PlmError(f"not a training checkpoint (no {STATE_FILE})", path=checkpoint)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_legacy_numpy_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({named.group(1)})" if named else ""
+        raise PlmError("refusing to load: the state file asks to run or build Python objects"
+                       f"{what} that a training state never holds; it was not written by "
+                       "plmkit, or was tampered with", path=path) from None
     except Exception as exc:  # noqa: BLE001 - any failure here means a damaged file
         raise PlmError(f"checkpoint is damaged ({exc.__class__.__name__}: {exc}); resume from an "
                        "earlier checkpoint with --resume PATH or delete this one", path=path) from None
+    if not isinstance(state, dict) or not {"trainer", "optimizer", "scheduler", "rng"} <= set(state):
+        raise PlmError("checkpoint is damaged (the state file lacks trainer, optimizer, scheduler "
+                       "or rng); resume from an earlier checkpoint", path=path)
+    return state
+
+
+def saved_training_config(checkpoint: Path) -> dict[str, Any]:
+    """The checkpoint's ``training_config.json`` ({} when absent); a damaged one is an error."""
+    path = checkpoint / "training_config.json"
+    if not path.exists():
+        return {}
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PlmError(f"checkpoint's training config is not valid JSON ({exc})", path=path) from None
+    if not isinstance(saved, dict):
+        raise PlmError("checkpoint's training config is not a JSON object", path=path)
+    return saved
+
+
+def _saved_model_config(checkpoint: Path) -> dict[str, Any]:
+    path = checkpoint / "config.json"
+    if not path.exists():
+        raise PlmError("not a checkpoint (no config.json)", path=checkpoint)
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PlmError(f"checkpoint's config.json is not valid JSON ({exc})", path=path) from None
+    if not isinstance(saved, dict):
+        raise PlmError("checkpoint's config.json is not a JSON object", path=path)
+    return saved
 
 
 def check_compatible(checkpoint: Path, model_config: dict[str, Any],
                      training_config: dict[str, Any]) -> None:
     """Refuse to resume with another model or another optimisation recipe (names the fields)."""
-    saved_model = json.loads((checkpoint / "config.json").read_text())
+    saved_model = _saved_model_config(checkpoint)
     differences = [f"model.{k}: checkpoint {saved_model.get(k)!r} vs now {v!r}"
                    for k, v in model_config.items()
                    if k in saved_model and saved_model[k] != v and k not in ("architectures",)]
-    saved_training_path = checkpoint / "training_config.json"
-    if saved_training_path.exists():
-        saved_training = json.loads(saved_training_path.read_text())
+    saved_training = saved_training_config(checkpoint)
+    if saved_training:
         for key in TRAJECTORY_FIELDS:
             now, then = training_config.get(key), saved_training.get(key)
             if isinstance(now, tuple):
@@ -110,4 +188,4 @@ def check_compatible(checkpoint: Path, model_config: dict[str, Any],
 
 
 __all__ = ["check_compatible", "list_checkpoints", "load_trainer_state", "rng_state",
-           "rotate_checkpoints", "save_checkpoint", "set_rng_state"]
+           "rotate_checkpoints", "save_checkpoint", "saved_training_config", "set_rng_state"]
