@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+from plmkit.precision import PRECISIONS
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, resume: bool = True) -> None:
@@ -18,9 +18,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, resume: bool = True) -
                             "(0 = none; the schedule is still planned over the full run)")
     group.add_argument("--save-every", type=int, default=0,
                        help="checkpoint every N steps (0 = at the end only)")
-    group.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                       help="bf16/fp16: autocast with fp32 master weights (bf16 is native on "
-                            "recent CPUs)")
+    group.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="auto (default): bf16 where this CPU/GPU computes it natively and "
+                            "faster, else fp32 (fp16 on a GPU without bf16); bf16/fp16: autocast "
+                            "with fp32 master weights")
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
     group.add_argument("--seed", type=int, default=42)
     if resume:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from plmkit.errors import PlmError
+from plmkit.precision import PRECISIONS
 
 TASK_CHOICES = ("classify", "pair", "tag", "qa", "ner")
 
@@ -89,7 +90,9 @@ def _register_finetune(subparsers) -> None:
                         help="tag: scheme the model predicts (input files may use either)")
     parser.add_argument("--regression", action="store_true",
                         help="classify/pair: numeric labels, MSE loss, Pearson/Spearman")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto (default): bf16 where the hardware computes it natively, else "
+                             "fp32")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
     _add_reading_flags(parser, defaults=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from plmkit.errors import PlmError
+from plmkit.precision import PRECISIONS
 
 
 @dataclass
@@ -76,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup-steps", type=int)
     parser.add_argument("--schedule", choices=["linear", "cosine", "constant"])
     parser.add_argument("--accumulation", type=int, dest="gradient_accumulation_steps")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="auto (default): bf16 where the hardware computes it natively, else "
+                             "fp32")
     parser.add_argument("--compile", action="store_true", default=None)
     parser.add_argument("--eval-every", type=int)
     parser.add_argument("--save-every", type=int)

@@ -527,7 +527,7 @@ class FinetuneConfig:
     max_grad_norm: float = 1.0
     seed: int = 42
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     log_every: int = 10
     eval_every: int = 0                 # 0: at the end of every epoch
     metric_for_best: str | None = None  # default: accuracy / f1 / corr

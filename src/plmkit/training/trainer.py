@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import math
 import random
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 
 from plmkit.data.collate import BatchSource
 from plmkit.errors import PlmError
+from plmkit.precision import COMPUTED, PRECISIONS, PrecisionChoice, compile_note, resolve_precision
 from plmkit.training import checkpoint as ckpt
 from plmkit.training.distributed import (DistributedContext, all_reduce_mean, barrier,
                                          broadcast_flag, init_distributed, shutdown)
@@ -60,7 +62,9 @@ class TrainingConfig:
     noam_d_model: int = 512
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
-    precision: str = "fp32"
+    # "auto": bf16 where the hardware computes it natively (and measured faster), else fp32 on a
+    # CPU / fp16 on a GPU without bf16. See plmkit.precision for why this is the machine's call.
+    precision: str = "auto"
     compile: bool = False
     device: str = "auto"
     seed: int = 42
@@ -77,9 +81,9 @@ class TrainingConfig:
     save_final: bool = True
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise PlmError(f"precision must be fp32, bf16 or fp16, not {self.precision!r}",
-                           field="precision")
+        if self.precision not in PRECISIONS:
+            raise PlmError(f"precision must be one of {', '.join(PRECISIONS)}, not "
+                           f"{self.precision!r}", field="precision")
         if self.gradient_accumulation_steps < 1:
             raise PlmError("gradient_accumulation_steps must be ≥ 1",
                            field="gradient_accumulation_steps")
@@ -97,6 +101,8 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: Path | None = None
     output_dir: Path | None = None
+    # How the run computed: the precision chosen, why, the CPU capability, compile on/off and why.
+    run: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -173,13 +179,33 @@ class Trainer:
         self.model = model.to(self.device)
         self.log = MetricsLog(self.output_dir / "metrics.jsonl", enabled=self.context.is_main)
         self.state = _State()
+        self.precision: PrecisionChoice = resolve_precision(config.precision, self.device)
 
     # --------------------------------------------------------------------------- helpers
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.precision == "fp32":
+        if self.precision.precision == "fp32":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+        dtype = torch.bfloat16 if self.precision.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
+
+    def run_record(self) -> dict[str, Any]:
+        """How this run computes, written into metrics.jsonl and the result: a figure is only
+        comparable with another when both say which precision and processor made them."""
+        compiled, why = compile_note(self.config.compile)
+        return {"precision": self.precision.precision,
+                "precision_requested": self.precision.requested,
+                "precision_reason": self.precision.reason,
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                "device": self.device.type, "compile": compiled, "compile_reason": why}
+
+    def _announce(self) -> dict[str, Any]:
+        record = self.run_record()
+        if self.context.is_main:
+            print(f"plmkit: {self.precision.describe()}", file=sys.stderr, flush=True)
+            if self.precision.warning:
+                print(f"plmkit: warning: {self.precision.warning}", file=sys.stderr, flush=True)
+            self.log.write({"step": self.state.global_step, "event": "start", **record})
+        return record
 
     def total_steps(self) -> int:
         if self.config.max_steps:
@@ -191,7 +217,12 @@ class Trainer:
                                 / self.config.gradient_accumulation_steps))
 
     def training_config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
+        """The config as run: ``precision`` is what ``auto`` resolved to on this machine, since
+        that (not the request) decides the trajectory a resumed run must continue."""
+        settings = dataclasses.asdict(self.config)
+        settings["precision_requested"] = settings["precision"]
+        settings["precision"] = self.precision.precision
+        return settings
 
     def _model_config(self) -> dict[str, Any]:
         model = unwrap(self.model)
@@ -211,8 +242,9 @@ class Trainer:
         scheduler = build_scheduler(optimizer, config.schedule, total, warmup, config.noam_d_model)
         if resume:
             self._resume(resume, optimizer, scheduler)
+        run = self._announce()
         if self.state.global_step >= total:
-            return self._finish(total)
+            return self._finish(total, run)
         train_model: nn.Module = model
         if self.context.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -221,7 +253,7 @@ class Trainer:
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if config.compile:
             train_model = torch.compile(train_model)
-        scaler = torch.amp.GradScaler(enabled=config.precision == "fp16"
+        scaler = torch.amp.GradScaler(enabled=self.precision.precision == "fp16"
                                       and self.device.type == "cuda")
         accumulation = config.gradient_accumulation_steps
         bar = progress_bar(total, self.state.global_step, config.progress and self.context.is_main)
@@ -300,7 +332,7 @@ class Trainer:
             self._save(self.state.global_step, optimizer, scheduler)
         finally:
             bar.close()
-        result = self._finish(total)
+        result = self._finish(total, run)
         shutdown(self.context)
         return result
 
@@ -389,6 +421,7 @@ class Trainer:
             if not found:
                 raise PlmError("nothing to resume: no checkpoint-* folder", path=self.output_dir)
             checkpoint = found[-1]
+        self._keep_checkpoint_precision(checkpoint)
         ckpt.check_compatible(checkpoint, self._model_config(), self.training_config_dict())
         saved = ckpt.load_trainer_state(checkpoint)
         from plmkit.models.pretrained import load_state_dict
@@ -406,7 +439,18 @@ class Trainer:
             print(f"plmkit: resumed from {checkpoint} at step {self.state.global_step} "
                   f"(epoch {self.state.epoch}, batch {self.state.batch_in_epoch})")
 
-    def _finish(self, total: int) -> TrainResult:
+    def _keep_checkpoint_precision(self, checkpoint: Path) -> None:
+        """``auto`` continues in the precision the run started in: the choice is made once per
+        run, so a resumed run on the same (or another) machine stays on its trajectory."""
+        if self.config.precision != "auto":
+            return
+        saved = ckpt.saved_training_config(checkpoint).get("precision")
+        if saved in COMPUTED and saved != self.precision.precision:
+            self.precision = PrecisionChoice("auto", saved, "kept from the checkpoint resumed; "
+                                             f"this machine alone would choose "
+                                             f"{self.precision.precision}")
+
+    def _finish(self, total: int, run: dict[str, Any]) -> TrainResult:
         best = None
         if self.state.best_step is not None:
             best = self.output_dir / f"checkpoint-{self.state.best_step}"
@@ -419,8 +463,9 @@ class Trainer:
                             title=type(unwrap(self.model)).__name__)
         last = {}
         for record in self.log.records:
-            last.update({k: v for k, v in record.items() if isinstance(v, (int, float))})
-        return TrainResult(self.state.global_step, last, best, self.output_dir)
+            last.update({k: v for k, v in record.items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        return TrainResult(self.state.global_step, last, best, self.output_dir, run)
 
     def _write_final_model(self, best: Path | None) -> None:
         """The final (or best) model goes to output_dir itself, file by file, atomically."""
