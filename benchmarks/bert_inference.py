@@ -87,9 +87,12 @@ def run(name: str, ours: BertModel, hf_eager, hf_sdpa, inputs, repeat: int,
             fast = torch.compile(ours, dynamic=False)
             candidates.append(("plmkit compiled", lambda: fast(input_ids, attention_mask,
                                                                token_type_ids)))
-        for precision in ("fp32", "bf16"):
-            context = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
-                       else contextlib.nullcontext())
+        from plmkit.precision import resolve_precision
+
+        auto = resolve_precision("auto", "cpu").precision
+        for precision in ("fp32", "bf16", f"auto={auto}"):
+            context = (torch.autocast("cpu", dtype=torch.bfloat16)
+                       if precision in ("bf16", "auto=bf16") else contextlib.nullcontext())
             times = {}
             for label, function in candidates:
                 def call(function=function):

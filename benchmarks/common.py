@@ -12,8 +12,14 @@ import torch
 
 
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    """One header line for every figure: the CPU capability decides what is fast (an AVX2
+    processor emulates bf16), so no number is reported without it."""
+    from plmkit.precision import _cpu_model, cpu_capability, native_cpu_bf16
+
+    return (f"{_cpu_model() or platform.machine()}, {os.cpu_count()} cores, "
+            f"capability {cpu_capability()} (native bf16: {'yes' if native_cpu_bf16() else 'no'}), "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"load {os.getloadavg()[0]:.2f}")
 
 
 def time_call(function: Callable[[], object], *, warmup: int = 2, repeat: int = 5,
