@@ -7,9 +7,13 @@ this file only assembles them and turns :class:`PlmError` into a one-line messag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
+from plmkit._io import claim_output
+from plmkit.commands._types import OneLineParser
 from plmkit.errors import PlmError
 
 # One module per area; each defines ``register(subparsers)`` and sets ``func`` on its parsers.
@@ -28,7 +32,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="plm", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="plm", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -41,14 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _owned_output(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """Every command that writes an ``--output`` holds it alone while it runs (one lock here,
+    so a command added later is covered too). Under torchrun the ranks share one output, and
+    rank 0 holds the lock for all of them."""
+    output = getattr(args, "output", None)
+    if not isinstance(output, (str, os.PathLike)) or not os.fspath(output) \
+            or os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    return claim_output(output)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a bad flag (2, already printed as one line)
+        return exit_.code if isinstance(exit_.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        result = args.func(args)
+        with _owned_output(args):
+            result = args.func(args)
     except PlmError as exc:
         print(f"plm {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -35,6 +35,7 @@ STATE_FILE = "trainer_state.pt"
 TRAJECTORY_FIELDS = (
     "learning_rate", "weight_decay", "optimizer", "schedule", "warmup_steps", "warmup_ratio",
     "gradient_accumulation_steps", "seed", "precision", "noam_d_model", "adam_betas",
+    "schedule_clock", "min_lr_ratio",
 )
 
 
@@ -83,6 +84,14 @@ def save_checkpoint(output_dir: Path, step: int, model: Any, tokenizer: Any,
         torch.save(trainer_state, tmp / STATE_FILE)
         (tmp / "training_config.json").write_text(json.dumps(training_config, indent=2))
     return target
+
+
+def refuse_existing_run(output_dir: Path) -> None:
+    """A fresh run must not start in a folder that holds another: its metrics.jsonl would be
+    appended to (two runs in one curve) and a later ``--resume`` would continue the other run."""
+    if (output_dir / "metrics.jsonl").exists() or list_checkpoints(output_dir):
+        raise PlmError("the output folder already holds a training run; pass --resume to "
+                       "continue it, or choose another --output", path=output_dir)
 
 
 def rotate_checkpoints(output_dir: Path, keep_last: int, protect: Path | None = None) -> None:
@@ -187,5 +196,5 @@ def check_compatible(checkpoint: Path, model_config: dict[str, Any],
                        path=checkpoint)
 
 
-__all__ = ["check_compatible", "list_checkpoints", "load_trainer_state", "rng_state",
+__all__ = ["check_compatible", "list_checkpoints", "load_trainer_state", "refuse_existing_run", "rng_state",
            "rotate_checkpoints", "save_checkpoint", "saved_training_config", "set_rng_state"]

@@ -78,10 +78,52 @@ def schedule_function(name: str, total_steps: int, warmup_steps: int,
         return lambda s: warm(s) or 1.0
     if name == "linear_to_zero":
         return lambda s: max(1e-4, 1.0 - s / total)
+    if name == "triangular":  # one-cycle: up to the peak, straight down; peak mid-run by default
+        peak = warmup_steps if warmup_steps > 0 else total // 2
+        return schedule_function("linear", total, peak)
     if name == "noam":
         w = max(1, warmup)
         return lambda s: noam_d_model ** -0.5 * min((s + 1) ** -0.5, (s + 1) * w ** -1.5)
-    raise ValueError(f"unknown schedule {name!r} (linear, cosine, constant, noam, linear_to_zero)")
+    raise ValueError(f"unknown schedule {name!r} (linear, triangular, cosine, constant, noam, "
+                     "linear_to_zero)")
+
+
+def budget_schedule_function(name: str, warmup_fraction: float,
+                             progress: Callable[[], float], floor: float = 0.0
+                             ) -> Callable[[int], float]:
+    """Multiplier of the base learning rate as a function of *progress through a time budget*.
+
+    With a wall-clock budget the number of steps is not known in advance (it depends on the
+    machine), so a schedule planned over steps either stops before its decay (budget shorter than
+    the plan) or decays too early. Here the warm-up is the first ``warmup_fraction`` of the
+    budget and the decay ends at ``floor`` exactly when the budget does. ``progress()`` returns
+    elapsed / budget in [0, 1] (the Trainer's :class:`~plmkit.training.trainer.BudgetClock`);
+    the step argument LambdaLR passes is ignored.
+
+    * ``linear``: up to 1 over the warm-up, then straight down to ``floor`` (BERT's, on the clock).
+    * ``triangular``: the one-cycle shape: the same, peaking at ``warmup_fraction`` (0.5 if 0).
+    * ``cosine``: up over the warm-up, then half a cosine down to ``floor``.
+    * ``constant``: up over the warm-up, then 1 (no decay; the budget only stops the run).
+    """
+    if name == "triangular" and warmup_fraction <= 0:
+        warmup_fraction = 0.5
+    warmup = min(max(warmup_fraction, 0.0), 1.0)
+    if name not in ("linear", "triangular", "cosine", "constant"):
+        raise ValueError(f"schedule {name!r} cannot follow a time budget (linear, triangular, "
+                         "cosine, constant)")
+
+    def multiplier(_step: int) -> float:
+        p = min(max(progress(), 0.0), 1.0)
+        if p < warmup:
+            return max(p / warmup, 1e-3)  # never exactly 0: the first step should move
+        if name == "constant":
+            return 1.0
+        decay = (p - warmup) / max(1e-9, 1.0 - warmup)
+        if name == "cosine":
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * decay))
+        return floor + (1 - floor) * (1.0 - decay)
+
+    return multiplier
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int,
@@ -90,5 +132,5 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: in
         optimizer, schedule_function(name, total_steps, warmup_steps, noam_d_model))
 
 
-__all__ = ["build_optimizer", "build_scheduler", "fused_supported", "parameter_groups",
-           "schedule_function"]
+__all__ = ["budget_schedule_function", "build_optimizer", "build_scheduler", "fused_supported",
+           "parameter_groups", "schedule_function"]

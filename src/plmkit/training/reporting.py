@@ -91,7 +91,7 @@ def plot_curves(records: Sequence[dict[str, Any]], path: Path, keys: Sequence[st
     return path
 
 
-def progress_bar(total: int, initial: int, enabled: bool, description: str = "train"):
+def progress_bar(total: int | None, initial: int, enabled: bool, description: str = "train"):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, desc=description,

@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -34,7 +34,8 @@ from plmkit.precision import COMPUTED, PRECISIONS, PrecisionChoice, compile_note
 from plmkit.training import checkpoint as ckpt
 from plmkit.training.distributed import (DistributedContext, all_reduce_mean, barrier,
                                          broadcast_flag, init_distributed, shutdown)
-from plmkit.training.optim import build_optimizer, build_scheduler
+from plmkit.training.optim import (budget_schedule_function, build_optimizer,
+                                   build_scheduler)
 from plmkit.training.reporting import MetricsLog, plot_curves, progress_bar
 
 
@@ -48,9 +49,13 @@ class TrainingConfig:
     max_steps: int = 0
     num_epochs: float = 1.0
     # Wall-clock budget: stop (evaluate, save) after this many minutes even if max_steps is not
-    # reached. The schedule is still planned over max_steps, so a budgeted run is the prefix of
-    # the full one. 0 = no budget.
+    # reached. 0 = no budget. With schedule_clock "steps" the schedule is still planned over
+    # max_steps, so a budgeted run is the prefix of the full one; with "time" the warm-up
+    # (warmup_ratio of the budget) and the decay are planned over the minutes, so the learning
+    # rate reaches min_lr_ratio exactly when the budget ends, on any machine.
     max_minutes: float = 0.0
+    schedule_clock: str = "steps"
+    min_lr_ratio: float = 0.0
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
     optimizer: str = "adamw"
@@ -89,6 +94,14 @@ class TrainingConfig:
                            field="gradient_accumulation_steps")
         if self.max_minutes < 0:
             raise PlmError("max_minutes must be ≥ 0", field="max_minutes")
+        if self.schedule_clock not in ("steps", "time"):
+            raise PlmError(f"schedule_clock must be steps or time, not {self.schedule_clock!r}",
+                           field="schedule_clock")
+        if self.schedule_clock == "time" and self.max_minutes <= 0:
+            raise PlmError("a schedule on the time clock needs a budget: max_minutes > 0",
+                           field="max_minutes")
+        if not 0 <= self.min_lr_ratio < 1:
+            raise PlmError("min_lr_ratio must be in [0, 1)", field="min_lr_ratio")
         if self.max_steps < 0 or self.num_epochs <= 0 and self.max_steps == 0:
             raise PlmError("give max_steps > 0 or num_epochs > 0", field="max_steps")
         self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
@@ -115,6 +128,43 @@ class _State:
     best_metric: float | None = None
     best_step: int | None = None
     evals_without_improvement: int = 0
+    elapsed_seconds: float = 0.0   # of the time budget, so a resumed run continues its clock
+
+
+class BudgetClock:
+    """Progress through a wall-clock budget, the same on every rank.
+
+    Each rank reads its own clock, so under DDP the elapsed time is averaged across ranks at
+    every optimiser step (:meth:`tick`): all ranks then use the same learning rate and stop at
+    the same step, which per-rank clocks would not guarantee.
+    """
+
+    def __init__(self, seconds: float, elapsed: float = 0.0,
+                 now: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.now = now
+        self.start = now() - elapsed
+        self.shared_elapsed = elapsed
+
+    def restart(self, elapsed: float) -> None:
+        """Continue a resumed run's budget: ``elapsed`` seconds of it are already spent."""
+        self.start = self.now() - elapsed
+        self.shared_elapsed = elapsed
+
+    def elapsed(self) -> float:
+        return self.now() - self.start
+
+    def tick(self, context: DistributedContext) -> None:
+        self.shared_elapsed = all_reduce_mean(self.elapsed(), context)
+
+    def progress(self) -> float:
+        return min(1.0, self.shared_elapsed / self.seconds)
+
+    def estimated_total_steps(self, steps_done: int) -> int | None:
+        """Steps the whole budget will hold at the rate so far (re-estimated every call)."""
+        if steps_done <= 0 or self.shared_elapsed <= 0:
+            return None
+        return max(steps_done, round(steps_done * self.seconds / self.shared_elapsed))
 
 
 def seed_everything(seed: int) -> None:
@@ -180,6 +230,7 @@ class Trainer:
         self.log = MetricsLog(self.output_dir / "metrics.jsonl", enabled=self.context.is_main)
         self.state = _State()
         self.precision: PrecisionChoice = resolve_precision(config.precision, self.device)
+        self.now: Callable[[], float] = time.monotonic  # the budget clock's source (tests fake it)
 
     # --------------------------------------------------------------------------- helpers
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -210,6 +261,8 @@ class Trainer:
     def total_steps(self) -> int:
         if self.config.max_steps:
             return self.config.max_steps
+        if self.config.schedule_clock == "time":
+            return sys.maxsize  # the budget ends the run
         per_epoch = self.train_data.num_batches(self.context.world_size)
         if per_epoch == 0:
             raise PlmError("the training data is empty (no batch)", field="train_data")
@@ -238,10 +291,21 @@ class Trainer:
         optimizer = build_optimizer(model, config.optimizer, config.learning_rate,
                                     config.weight_decay, config.adam_betas, config.adam_epsilon)
         total = self.total_steps()
-        warmup = config.warmup_steps or int(config.warmup_ratio * total)
-        scheduler = build_scheduler(optimizer, config.schedule, total, warmup, config.noam_d_model)
+        clock = None
+        if config.schedule_clock == "time":
+            clock = BudgetClock(60 * config.max_minutes, now=self.now)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, budget_schedule_function(
+                config.schedule, config.warmup_ratio, clock.progress, config.min_lr_ratio))
+        else:
+            warmup = config.warmup_steps or int(config.warmup_ratio * total)
+            scheduler = build_scheduler(optimizer, config.schedule, total, warmup,
+                                        config.noam_d_model)
         if resume:
             self._resume(resume, optimizer, scheduler)
+            if clock is not None:
+                clock.restart(self.state.elapsed_seconds)
+        elif self.context.is_main:
+            ckpt.refuse_existing_run(self.output_dir)
         run = self._announce()
         if self.state.global_step >= total:
             return self._finish(total, run)
@@ -256,12 +320,14 @@ class Trainer:
         scaler = torch.amp.GradScaler(enabled=self.precision.precision == "fp16"
                                       and self.device.type == "cuda")
         accumulation = config.gradient_accumulation_steps
-        bar = progress_bar(total, self.state.global_step, config.progress and self.context.is_main)
+        bar = progress_bar(None if clock else total, self.state.global_step,
+                           config.progress and self.context.is_main)
         window: dict[str, list[float]] = defaultdict(list)
         tokens, window_start, micro = 0, time.perf_counter(), 0
         model.train()
         stop = False
-        deadline = (time.monotonic() + 60 * config.max_minutes) if config.max_minutes else None
+        deadline = (time.monotonic() + 60 * config.max_minutes
+                    if config.max_minutes and clock is None else None)
         try:
             while not stop:
                 for batch in self.train_data.batches(self.state.epoch, self.state.batch_in_epoch,
@@ -291,6 +357,9 @@ class Trainer:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                     scaler.step(optimizer)
                     scaler.update()
+                    if clock is not None:
+                        clock.tick(self.context)  # before the schedule reads the progress
+                        self.state.elapsed_seconds = clock.shared_elapsed
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     self.state.global_step += 1
@@ -314,6 +383,14 @@ class Trainer:
                     if config.save_every and step % config.save_every == 0 and step != total \
                             and not saved:
                         self._save(step, optimizer, scheduler)
+                    if clock is not None and not stop and clock.progress() >= 1.0:
+                        stop = True
+                        if self.context.is_main:
+                            print(f"plmkit: time budget of {config.max_minutes:g} min reached at "
+                                  f"step {step}; the schedule ended at its floor", flush=True)
+                    elif clock is not None and step % config.log_every == 0:
+                        bar.total = clock.estimated_total_steps(step)  # re-estimated as it runs
+                        bar.refresh()
                     if deadline is not None and not stop:
                         stop = broadcast_flag(time.monotonic() >= deadline, self.context)
                         if stop and self.context.is_main:

@@ -1,0 +1,89 @@
+"""A schedule on the time clock: warm-up and decay planned over --max-minutes, so the learning
+rate reaches its floor exactly when the budget ends (tested with a fake clock)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from _trainer_job import collate, synthetic
+from plmkit.data.collate import Batches
+from plmkit.errors import PlmError
+from plmkit.models.bert import BertConfig, BertForPreTraining
+from plmkit.training import Trainer, TrainingConfig
+from plmkit.training.optim import budget_schedule_function, schedule_function
+from plmkit.training.reporting import read_metrics
+from plmkit.training.tasks import PretrainingTask
+
+
+class FakeClock:
+    """One second passes every time the clock is read (once per optimiser step)."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        self.t += 1.0
+        return self.t
+
+
+def _trainer(tmp_path, **overrides) -> Trainer:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    settings = dict(output_dir=str(tmp_path), max_minutes=0.5, schedule_clock="time",
+                    schedule="linear", warmup_ratio=0.1, learning_rate=1e-2, log_every=1,
+                    progress=False, plot=False, precision="fp32")
+    settings.update(overrides)
+    trainer = Trainer(BertForPreTraining(config), PretrainingTask(),
+                      Batches(synthetic(64, 50, 1), batch_size=8, collate=collate, seed=3),
+                      TrainingConfig(**settings))
+    trainer.now = FakeClock()
+    return trainer
+
+
+def test_the_learning_rate_warms_up_and_reaches_its_floor_when_the_budget_ends(tmp_path, capsys):
+    result = _trainer(tmp_path, min_lr_ratio=0.1).train()
+    assert result.global_step == 30  # 30 fake seconds, one a step
+    lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "metrics.jsonl") if "lr" in r}
+    assert max(lrs, key=lrs.get) == 3  # the peak: 10% of the budget
+    assert lrs[3] == pytest.approx(1e-2)
+    assert lrs[1] == pytest.approx(1e-2 / 3)
+    assert lrs[30] == pytest.approx(1e-3)  # the floor: min_lr_ratio × lr, at the budget's end
+    assert lrs[16] == pytest.approx(1e-2 * (0.1 + 0.9 * (1 - (16 / 30 - 0.1) / 0.9)))
+    assert all(lrs[s] >= lrs[s + 1] for s in range(3, 30))
+    assert "the schedule ended at its floor" in capsys.readouterr().out
+
+
+def test_resume_continues_the_budget_clock_where_the_checkpoint_left_it(tmp_path):
+    first = _trainer(tmp_path, save_every=10, max_steps=12)
+    first.train()
+    second = _trainer(tmp_path, save_every=10, max_steps=0)
+    result = second.train(resume=True)
+    assert result.global_step == 30  # 12 steps then 18 more: the clock kept its 12 seconds
+    lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "metrics.jsonl") if "lr" in r}
+    assert lrs[30] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_triangular_and_cosine_shapes():
+    progress = iter([0.0, 0.25, 0.5, 0.75, 1.0])
+    triangular = budget_schedule_function("triangular", 0.0, lambda: next(progress))
+    assert [triangular(0) for _ in range(5)] == pytest.approx([1e-3, 0.5, 1.0, 0.5, 0.0])
+    cosine = budget_schedule_function("cosine", 0.0, lambda: 0.5, floor=0.2)
+    assert cosine(0) == pytest.approx(0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    steps = schedule_function("triangular", 10, 0)
+    assert [round(steps(s), 3) for s in (0, 4, 9)] == [0.2, 1.0, 0.2]
+
+
+def test_a_time_schedule_needs_a_budget_and_a_known_shape():
+    with pytest.raises(PlmError, match="max_minutes"):
+        TrainingConfig(schedule_clock="time", max_steps=10)
+    with pytest.raises(PlmError, match="schedule_clock"):
+        TrainingConfig(schedule_clock="moon", max_steps=10)
+    with pytest.raises(PlmError, match="min_lr_ratio"):
+        TrainingConfig(min_lr_ratio=1.0, max_steps=10)
+    with pytest.raises(ValueError, match="cannot follow a time budget"):
+        budget_schedule_function("noam", 0.1, lambda: 0.0)
