@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -114,12 +115,26 @@ def test_a_killed_fetch_process_is_redone_by_the_next(fake_source, tmp_path):
     assert (sources.fetch("fake") / "fake" / "data.txt").read_text() == "hello\n"
 
 
-def test_a_local_folder_override_is_used_as_is(fake_source, tmp_path, monkeypatch):
+def test_a_local_folder_override_needs_a_marker_or_the_explicit_opt_out(fake_source, tmp_path, monkeypatch):
     source, _ = fake_source
     local = tmp_path / "unpacked"
     local.mkdir()
     monkeypatch.setenv(source.env_var, str(local))
+    with pytest.raises(PlmError, match="cannot be verified.*PLMKIT_ALLOW_UNPINNED=1"):
+        sources.fetch("fake")
+    monkeypatch.setenv(sources.ALLOW_UNPINNED, "1")
     assert sources.fetch("fake") == local
+
+
+def test_a_folder_unpacked_by_plmkit_elsewhere_is_checked_by_its_marker(fake_source, tmp_path, monkeypatch):
+    source, _ = fake_source
+    copy = tmp_path / "copy"
+    shutil.copytree(sources.fetch("fake"), copy)
+    monkeypatch.setenv(source.env_var, str(copy))
+    assert sources.fetch("fake") == copy
+    (copy / "fake" / "data.txt").write_text("HELLO\n")  # same size, new bytes
+    with pytest.raises(PlmError, match="sha256 is not the recorded one.*unset PLMKIT_SOURCE_FAKE"):
+        sources.fetch("fake")
 
 
 def test_a_failed_download_names_the_manual_command_and_the_variable(fake_source, monkeypatch):
@@ -424,28 +439,57 @@ def test_fortune_documents_drop_attributions_and_skipped_files(tmp_path):
         ["A dream will always triumph over reality.", "Once it is given the chance, it wins."]]
 
 
-def test_a_superseded_debian_build_is_replaced_only_where_allowed(monkeypatch, tmp_path):
-    """Debian security updates delete the pinned build: an ``accept_newer`` source then takes the
-    current one (and its marker still counts as complete); any other source still refuses."""
-    newer = Source("fakedoc", "debian", "fakedoc", "1:1.0-1", "0" * 64, "MIT", "x", accept_newer=True)
-    calls = _fake_apt(monkeypatch, lambda command, number: "E: Version '1:1.0-1' for 'fakedoc' "
-                      "was not found" if command[-1] == "fakedoc=1:1.0-1" else None,
-                      "fakedoc_1%3a1.0-2_all.deb", b"!<arch>\nnewer")
+def test_a_superseded_debian_build_gives_way_to_the_next_known_build(monkeypatch, tmp_path):
+    """Debian security updates delete the pinned build: the next known build (by sha256) is
+    downloaded and accepted; when none is left, the error names every build tried."""
+    newer_bytes = b"!<arch>\nnewer"
+    newer_sha = hashlib.sha256(newer_bytes).hexdigest()
+    doc = Source("fakedoc", "debian", "fakedoc", "1:1.0-1", "0" * 64, "MIT", "x",
+                 other_builds=(("1:1.0-2", newer_sha),))
+    gone = lambda command, number: ("E: Version '1:1.0-1' for 'fakedoc' was not found"
+                                    if command[-1] == "fakedoc=1:1.0-1" else None)
+    calls = _fake_apt(monkeypatch, gone, "fakedoc_1%3a1.0-2_all.deb", newer_bytes)
     (tmp_path / "dl").mkdir()
-    archive = sources.download(newer, tmp_path / "dl")
-    assert archive.name == "fakedoc_1%3a1.0-2_all.deb" and calls[-1][2:] == ["-q", "fakedoc"]
-    digest = sources.verify(newer, archive)
-    assert digest == hashlib.sha256(b"!<arch>\nnewer").hexdigest()
-
-    strict = Source(**{**newer.__dict__, "accept_newer": False})
-    with pytest.raises(PlmError, match="sha256 mismatch"):
-        sources.verify(strict, archive)
-    same_version = tmp_path / "fakedoc_1%3a1.0-1_all.deb"
-    same_version.write_bytes(b"tampered")
-    with pytest.raises(PlmError, match="sha256 mismatch"):
-        sources.verify(newer, same_version)
+    archive = sources.download(doc, tmp_path / "dl")
+    assert archive.name == "fakedoc_1%3a1.0-2_all.deb"
+    assert [c[-1] for c in calls] == ["fakedoc=1:1.0-1", "-q", "fakedoc=1:1.0-1", "fakedoc=1:1.0-2"]
+    assert sources.verify(doc, archive) == newer_sha
 
     folder = tmp_path / "unpacked"
     folder.mkdir()
-    (folder / MARKER).write_text(json.dumps({"sha256": digest, "pinned_sha256": newer.sha256}))
-    assert sources._is_complete(folder, newer) and not sources._is_complete(folder, strict)
+    (folder / MARKER).write_text(json.dumps({"sha256": newer_sha}))
+    assert sources.read_marker(folder, doc) is not None
+    only_pinned = Source(**{**doc.__dict__, "other_builds": ()})
+    assert sources.read_marker(folder, only_pinned) is None
+
+    _fake_apt(monkeypatch, lambda command, number: "E: Version was not found"
+              if command[1] == "download" else None, "never.deb")
+    with pytest.raises(PlmError, match=r"none of the known builds of fakedoc \(1:1.0-1, 1:1.0-2\)"
+                       r".*snapshot.debian.org/binary/fakedoc/.*PLMKIT_ALLOW_UNPINNED=1"):
+        sources.download(doc, tmp_path / "dl")
+
+
+def test_an_unknown_archive_is_refused_even_by_name_unless_the_user_opts_out(monkeypatch, tmp_path):
+    """Any ``fakedoc_*.deb`` used to pass with a warning; now only a known sha256 does."""
+    doc = Source("fakedoc", "debian", "fakedoc", "1:1.0-1", "0" * 64, "MIT", "x",
+                 other_builds=(("1:1.0-2", "1" * 64),))
+    other = tmp_path / "fakedoc_1%3a1.0-3_all.deb"
+    other.write_bytes(b"!<arch>\nsomething else")
+    monkeypatch.delenv(sources.ALLOW_UNPINNED, raising=False)
+    with pytest.raises(PlmError, match="sha256 mismatch.*none of the known builds") as info:
+        sources.verify(doc, other)
+    assert "\n" not in str(info.value) and "PLMKIT_ALLOW_UNPINNED=1" in str(info.value)
+    monkeypatch.setenv(sources.ALLOW_UNPINNED, "1")
+    assert sources.verify(doc, other) == hashlib.sha256(other.read_bytes()).hexdigest()
+
+
+def test_the_archives_current_build_is_taken_only_with_the_opt_out(monkeypatch, tmp_path):
+    doc = Source("fakedoc", "debian", "fakedoc", "1:1.0-1", "0" * 64, "MIT", "x")
+    calls = _fake_apt(monkeypatch, lambda command, number: "E: Version was not found"
+                      if "=" in command[-1] else None, "fakedoc_1%3a1.0-9_all.deb")
+    (tmp_path / "dl").mkdir()
+    monkeypatch.setenv(sources.ALLOW_UNPINNED, "1")
+    assert sources.download(doc, tmp_path / "dl").name == "fakedoc_1%3a1.0-9_all.deb"
+    assert calls[-1][2:] == ["-q", "fakedoc"]
+
+

@@ -1,4 +1,4 @@
-"""``plm data``: list, fetch and build the named real sources and derived datasets."""
+"""``plm data``: list, fetch, build and verify the named real sources and derived datasets."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from plmkit.datasets import (
     source_dir,
 )
 from plmkit.datasets.sources import get_source
+from plmkit.errors import PlmError
 
 
 def register(subparsers) -> None:
@@ -23,12 +24,19 @@ def register(subparsers) -> None:
 
     fetching = sub.add_parser("fetch", help="download, verify and unpack sources")
     fetching.add_argument("names", nargs="+", metavar="NAME", help=f"one of: {', '.join(SOURCES)}, or all")
+    fetching.add_argument("--force", action="store_true",
+                          help="download and unpack again even if a fetched copy is there")
     fetching.set_defaults(func=run_fetch)
 
     building = sub.add_parser("build", help="build derived datasets (fetching their sources)")
     building.add_argument("names", nargs="+", metavar="NAME", help=f"one of: {', '.join(DATASETS)}, or all")
     building.add_argument("--force", action="store_true", help="rebuild even if a current build exists")
     building.set_defaults(func=run_build)
+
+    verifying = sub.add_parser("verify", help="re-hash every cached file against its recorded sha256")
+    verifying.add_argument("names", nargs="*", metavar="NAME",
+                           help="sources or datasets to check (default: everything fetched or built)")
+    verifying.set_defaults(func=run_verify)
 
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
@@ -63,7 +71,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     for name in names:
         get_source(name)  # an unknown name fails before any download
     for name in names:
-        print(f"{name}\t{fetch(name)}")
+        print(f"{name}\t{fetch(name, force=args.force)}")
     return 0
 
 
@@ -75,4 +83,25 @@ def run_build(args: argparse.Namespace) -> int:
         manifest = build_dataset(name, force=args.force)
         print(json.dumps({"name": name, "files": {k: v["path"] for k, v in manifest["files"].items()},
                           "stats": manifest["stats"]}, ensure_ascii=False))
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """One line per source/dataset on stdout; any change fails the command with its fix."""
+    from plmkit.datasets import cached_names, verify_cached
+
+    failed: list[PlmError] = []
+    for name in args.names or cached_names():
+        try:
+            summary = verify_cached(name)
+        except PlmError as error:
+            if error.field == "name":
+                raise
+            failed.append(error)
+            print(f"{name}\tCHANGED\t{error}")
+            continue
+        print(f"{name}\t{'ok' if summary else 'absent'}\t{summary or 'not fetched or built'}")
+    if failed:
+        more = f" (and {len(failed) - 1} more, listed above)" if len(failed) > 1 else ""
+        raise PlmError(f"{failed[0]}{more}")
     return 0

@@ -6,7 +6,9 @@ deterministically under ``$PLMKIT_HOME/datasets/<name>/`` with a ``manifest.json
 """
 
 from plmkit.datasets._build import SEED, dataset_dir, read_manifest
-from plmkit.datasets.catalog import DATASETS, build_dataset, get_dataset, is_built
+from plmkit.datasets.catalog import (
+    DATASETS, build_dataset, cached_names, get_dataset, is_built, verify_cached,
+)
 from plmkit.datasets.corpora import chinese_poems, prose, ptb
 from plmkit.datasets.general import general
 from plmkit.datasets.ner import bio_to_iobes, conll_to_iobes, people_daily_ner, read_conll, write_conll
@@ -18,7 +20,7 @@ from plmkit.datasets.wordnet import wic, wordnet_qa
 
 __all__ = [
     "SOURCES", "Source", "fetch", "is_fetched", "plmkit_home", "source_dir",
-    "DATASETS", "SEED", "build_dataset", "get_dataset", "is_built", "dataset_dir", "read_manifest",
+    "DATASETS", "SEED", "build_dataset", "verify_cached", "cached_names", "get_dataset", "is_built", "dataset_dir", "read_manifest",
     "minilm_dir", "wordnet_dir", "gensim_eval",
     "ptb", "prose", "general", "chinese_poems", "polarity", "wic", "wordnet_qa", "people_daily_ner", "en_de",
     "bio_to_iobes", "conll_to_iobes", "read_conll", "write_conll",

