@@ -30,6 +30,8 @@ from plmkit._io import atomic_write, gc_paused
 from plmkit.errors import PlmError
 from plmkit.tokenization.basic import Alignment, BasicTokenizer
 from plmkit.tokenization.batch import SpacedWordTable, Wrap
+from plmkit.tokenization.inputs import ModelInputs
+from plmkit.tokenization.inputs import call as call_tokenizer
 from plmkit.tokenization.encoding import (
     Encoding,
     Pieces,
@@ -585,6 +587,34 @@ class WordPieceTokenizer:
         return [tokens[i] for i in self._pieces_of_text(text)[0].ids]
 
     # ------------------------------------------------------------------ model inputs
+    def __call__(self, text: Any, text_pair: Any = None, *, add_special_tokens: bool = True,
+                 padding: bool | str = False, truncation: bool | str | None = None,
+                 max_length: int | None = None, is_split_into_words: bool = False,
+                 return_tensors: str | None = None, return_token_type_ids: bool | None = None,
+                 return_attention_mask: bool | None = None, return_offsets_mapping: bool = False,
+                 return_special_tokens_mask: bool = False) -> ModelInputs:
+        """Model inputs as Hugging Face's ``tokenizer(...)`` gives them: ``model(**inputs)``.
+
+        ``text`` is one text, a batch of texts, or a batch of ``(text, text_pair)`` pairs
+        (``text_pair`` may also give the pairs: one string, or a list as long as the batch).
+        ``padding`` ``True``/``"longest"``/``"max_length"``/``False``; ``truncation``
+        ``True``/``"longest_first"``/``"only_first"``/``"only_second"``/``False``, and, as in
+        transformers, ``None`` truncates only when ``max_length`` is given without padding, and
+        truncation (or ``"max_length"`` padding) without ``max_length`` uses
+        ``model_max_length``. ``return_tensors`` ``"pt"``/``"np"`` stacks the rows (a single
+        text gets a batch axis); ``None`` gives lists. Keys: ``input_ids``, ``token_type_ids``,
+        ``attention_mask`` (the last two unless turned off), and on request
+        ``offset_mapping`` and ``special_tokens_mask``. Built by :meth:`encode` /
+        :meth:`encode_batch`.
+        """
+        return call_tokenizer(
+            self, text, text_pair, add_special_tokens=add_special_tokens, padding=padding,
+            truncation=truncation, max_length=max_length, is_split_into_words=is_split_into_words,
+            return_tensors=return_tensors, return_token_type_ids=return_token_type_ids,
+            return_attention_mask=return_attention_mask,
+            return_offsets_mapping=return_offsets_mapping,
+            return_special_tokens_mask=return_special_tokens_mask)
+
     def encode(self, text: TextInput, text_pair: TextInput | None = None, *,
                max_length: int | None = None, truncation: bool | str = True,
                padding: bool | str = False, add_special_tokens: bool = True,
