@@ -11,14 +11,21 @@ STAMP_TEST := $(VENV)/.stamp-test
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# torch is pinned: an unpinned torch pulls a multi-GB CUDA build on this kind of machine.
+# The package asks for torch>=2.4; here torch is pinned to the CPU build, and repeated in the same
+# pip command as plmkit itself, so resolving plmkit's dependencies can never swap in another torch
+# (PyPI's Linux torch is a multi-GB CUDA build). Only torch itself comes from TORCH_INDEX
+# (--no-deps); its dependencies and plmkit's come from the ordinary index. [fast] adds numba for
+# word2vec's kernel.
+TORCH       ?= torch==2.13.0+cpu
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(STAMP_RUN): pyproject.toml | $(PY)
-	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet --no-deps --extra-index-url $(TORCH_INDEX) "$(TORCH)"
+	$(PIP) install --quiet "$(TORCH)" -e ".[fast]"
 	touch $@
 
 $(STAMP_TEST): $(STAMP_RUN) pyproject.toml
-	$(PIP) install --quiet "torch==2.13.0" -e ".[test]"
+	$(PIP) install --quiet "$(TORCH)" -e ".[fast,test]"
 	touch $@
 
 venv: $(STAMP_RUN)
