@@ -233,3 +233,40 @@ def test_minilm_vocab_with_a_token_replaced_is_refused_until_restored(tmp_path, 
     shutil.copy2(original, vocab)
     assert datasets.minilm_dir() == vocab.parent
     assert _plm(home, "data", "verify", "minilm").returncode == 0
+
+
+# ------------------------------------------------ every dataset and every raw accessor, walked
+
+
+@pytest.mark.parametrize("name", list(datasets.DATASETS))
+def test_every_built_dataset_is_checked_on_use(name, tmp_path, monkeypatch):
+    """Whatever dataset is added to the catalogue, its files are checked when handed out."""
+    home = tmp_path / "home"
+    folder = _copy_from_shared(home, "datasets", name)
+    monkeypatch.setenv("PLMKIT_HOME", str(home))
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    victim = folder / next(iter(manifest["files"].values()))["path"]
+    original = tmp_path / "original"
+    shutil.copy2(victim, original)
+    with open(victim, "ab") as handle:
+        handle.write(b"\n")
+    with pytest.raises(PlmError, match=rf"cached file changed.*`plm data build {name} --force`"):
+        datasets.build_dataset(name)
+    shutil.copy2(original, victim)
+    assert datasets.build_dataset(name)["name"] == name
+
+
+@pytest.mark.parametrize("accessor, source, relative", [
+    ("wordnet_dir", "wordnet", "usr/share/wordnet/data.adv"),
+    ("gensim_eval", "gensim", "gensim/test/test_data/wordsim353.tsv"),
+])
+def test_every_raw_accessor_checks_its_source(accessor, source, relative, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    folder = _copy_from_shared(home, "sources", source)
+    monkeypatch.setenv("PLMKIT_HOME", str(home))
+    getattr(datasets, accessor)()
+    path = folder / relative
+    text = path.read_bytes()
+    path.write_bytes(text[:-1] + (b"x" if text[-1:] != b"x" else b"y"))
+    with pytest.raises(PlmError, match=rf"{path.name}.*plm data fetch {source} --force"):
+        getattr(datasets, accessor)()
