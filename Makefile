@@ -11,7 +11,7 @@ STAMP_TEST := $(VENV)/.stamp-test
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# The package asks for torch>=2.4; here torch is pinned to the CPU build, and repeated in the same
+# The package asks for torch>=2.5; here torch is pinned to the CPU build, and repeated in the same
 # pip command as plmkit itself, so resolving plmkit's dependencies can never swap in another torch
 # (PyPI's Linux torch is a multi-GB CUDA build). Only torch itself comes from TORCH_INDEX
 # (--no-deps); its dependencies and plmkit's come from the ordinary index. [fast] adds numba for
