@@ -16,9 +16,11 @@ import pytest
 import torch
 
 from plmkit.errors import PlmError
-from plmkit.tokenization import ModelInputs, WordPieceTokenizer
+from plmkit.tokenization import ModelInputs
 
 transformers = pytest.importorskip("transformers")
+# the same two tokenizers on MiniLM's vocabulary as the encode() parity tests
+from test_tokenization_parity import ours, reference  # noqa: E402,F401  (fixtures)
 # transformers warns on its own side about some of the combinations walked here
 pytestmark = pytest.mark.filterwarnings("ignore:`max_length` is ignored:UserWarning")
 
@@ -41,16 +43,6 @@ PADDING = (False, True, "longest", "max_length")
 TRUNCATION = (None, False, True, "longest_first", "only_first", "only_second")
 MAX_LENGTH = (None, 9, 128)
 TENSORS = (None, "pt", "np")
-
-
-@pytest.fixture(scope="module")
-def ours(minilm_dir) -> WordPieceTokenizer:
-    return WordPieceTokenizer.from_pretrained(minilm_dir)
-
-
-@pytest.fixture(scope="module")
-def reference(minilm_dir):
-    return transformers.BertTokenizerFast.from_pretrained(str(minilm_dir))
 
 
 def _plain(value):
