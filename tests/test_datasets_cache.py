@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from plmkit import datasets
-from plmkit.datasets import sources
+from plmkit.datasets import _verify, sources
 from plmkit.datasets.sources import MARKER, Source
 from plmkit.errors import PlmError
 
@@ -95,9 +95,8 @@ def test_a_touched_but_unchanged_file_is_accepted_after_a_rehash(fake, monkeypat
     path = fake / "fake" / "data.txt"
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     hashed = []
-    real = sources.check_file.__globals__["sha256_file"]
-    monkeypatch.setitem(sources.check_file.__globals__, "sha256_file",
-                        lambda p: hashed.append(Path(p).name) or real(p))
+    real = _verify.sha256_file
+    monkeypatch.setattr(_verify, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
     assert sources.fetch("fake") == fake
     assert hashed == ["data.txt"]  # only the file whose mtime moved is read
 
