@@ -11,16 +11,14 @@ STAMP_TEST := $(VENV)/.stamp-test
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# The package asks for torch>=2.5; here torch is pinned to the CPU build, and repeated in the same
-# pip command as plmkit itself, so resolving plmkit's dependencies can never swap in another torch
-# (PyPI's Linux torch is a multi-GB CUDA build). Only torch itself comes from TORCH_INDEX
-# (--no-deps); its dependencies and plmkit's come from the ordinary index. [fast] adds numba for
-# word2vec's kernel.
-TORCH       ?= torch==2.13.0+cpu
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# The package asks for torch>=2.5; here torch is pinned, and repeated in the same pip command as
+# plmkit itself, so resolving plmkit's dependencies can never swap in another torch: on this kind
+# of machine `torch==2.13.0` is a local CPU wheel, while an unpinned torch is a multi-GB CUDA
+# build. [fast] adds numba for word2vec's kernel.
+TORCH ?= torch==2.13.0
 
 $(STAMP_RUN): pyproject.toml | $(PY)
-	$(PIP) install --quiet --no-deps --extra-index-url $(TORCH_INDEX) "$(TORCH)"
+	$(PIP) install --quiet "$(TORCH)"
 	$(PIP) install --quiet "$(TORCH)" -e ".[fast]"
 	touch $@
 

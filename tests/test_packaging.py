@@ -39,7 +39,7 @@ def test_numba_is_the_fast_extra_not_a_dependency():
 def test_every_makefile_install_of_plmkit_pins_torch_in_the_same_command():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     pin = re.search(r"^TORCH\s*\?=\s*(\S+)", makefile, re.MULTILINE).group(1)
-    assert pin.startswith("torch==") and pin.endswith("+cpu")
+    assert pin.startswith("torch==")  # an exact version: the local CPU wheel here
     installs = [line for line in makefile.splitlines() if "pip" in line.lower() and " install" in line]
     editable = [line for line in installs if " -e " in line]
     assert len(editable) >= 2  # the run and the test environments

@@ -40,6 +40,7 @@ from torch import Tensor
 from plmkit._io import atomic_dir, atomic_write
 from plmkit.config import config_from_dict
 from plmkit.data.collate import pad_sequences
+from plmkit.datasets._verify import sha256_file
 from plmkit.data.corpus import read_documents
 from plmkit.data.pretraining import (
     IGNORE_INDEX,
@@ -309,14 +310,6 @@ def row_dtype(max_seq_length: int, ids_dtype: str) -> np.dtype:
     ])
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class _ShardWriter:
     """Buffers ``shard_size`` instances in plain arrays, then writes them as one ``.npy`` shard."""
 
@@ -360,7 +353,7 @@ class _ShardWriter:
         rows["word_starts"] = np.packbits(self.starts[:n], axis=1)
         name = f"shard-{len(self.shards):05d}.npy"
         np.save(self.folder / name, rows)
-        self.shards.append(ShardInfo(name, n, _sha256(self.folder / name)))
+        self.shards.append(ShardInfo(name, n, sha256_file(self.folder / name)))
         self.lengths.append(rows["length"].copy())
         self.ids[:n] = self.pad_token_id
         self.starts[:n] = False
@@ -441,7 +434,7 @@ def prepare_pretraining(corpus_paths: str | Path | Iterable[str | Path], tokeniz
             lowercase=_lowercase_flag(tokenizer), tokenizer_hash=tokenizer_hash(tokenizer),
             ids_dtype=ids_dtype, word_boundaries=word_boundaries,
             corpus=[str(p) for p in paths], shards=writer.shards,
-            lengths_sha256=_sha256(tmp / LENGTHS))
+            lengths_sha256=sha256_file(tmp / LENGTHS))
         manifest.save(tmp)
     if progress:
         share = manifest.num_is_next / max(1, manifest.num_instances)
@@ -466,10 +459,10 @@ def verify_shards(shard_dir: str | Path) -> Manifest:
     folder = Path(shard_dir)
     manifest = Manifest.load(folder)
     for shard in manifest.shards:
-        if _sha256(folder / shard.file) != shard.sha256:
+        if sha256_file(folder / shard.file) != shard.sha256:
             raise PlmError("sha256 differs from the manifest: the file is corrupt or was "
                            "changed; prepare the data again", path=folder / shard.file)
-    if _sha256(folder / LENGTHS) != manifest.lengths_sha256:
+    if sha256_file(folder / LENGTHS) != manifest.lengths_sha256:
         raise PlmError("sha256 differs from the manifest", path=folder / LENGTHS)
     return manifest
 
