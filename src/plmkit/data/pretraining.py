@@ -288,6 +288,72 @@ def create_instances(documents_as_token_ids: Sequence[Document] | TokenizedCorpu
                                word_starts=word_starts))
 
 
+# ----------------------------------------------------------------------------- packed (MLM only)
+
+OBJECTIVES = ("mlm_nsp", "mlm")
+
+
+def iter_packed_instances(corpus: TokenizedCorpus, *, max_seq_length: int, dupe_factor: int,
+                          rng: random.Random, cls_token_id: int, sep_token_id: int,
+                          ) -> Iterator[TrainingInstance]:
+    """Full sequences of whole sentences for masked LM alone (RoBERTa's FULL-SENTENCES).
+
+    Without next sentence prediction there is no pair to build, so every instance is filled to
+    ``max_seq_length``: ``[CLS]`` then whole sentences while the next one fits, then ``[SEP]``.
+    A document boundary inside an instance is a ``[SEP]`` (Liu et al. 2019 pack across documents
+    with an extra separator); a sentence longer than an instance is cut into instance-sized
+    pieces. No short sequences (``short_seq_prob``): a padded position is compute spent on
+    nothing, which is what a small time budget cannot afford. All tokens are segment A (type 0)
+    and ``next_sentence_label`` is 0. Each of the ``dupe_factor`` passes shuffles the documents.
+    """
+    if max_seq_length < 3:
+        raise PlmError(f"max_seq_length must be at least 3 ([CLS] x [SEP]), got {max_seq_length}",
+                       field="max_seq_length")
+    budget = max_seq_length - 2
+    order = list(range(corpus.num_documents))
+    for _ in range(dupe_factor):
+        rng.shuffle(order)
+        pending: list[tuple[int, int]] = []  # token ranges [start, end) of corpus.ids; (-1, -1) = [SEP]
+        used = 0
+        for document_index in order:
+            if pending and used < budget:
+                pending.append((-1, -1))  # the boundary between two documents
+                used += 1
+            first = int(corpus.document_offsets[document_index])
+            last = int(corpus.document_offsets[document_index + 1])
+            for sentence in range(first, last):
+                start = int(corpus.sentence_offsets[sentence])
+                end = int(corpus.sentence_offsets[sentence + 1])
+                while start < end:
+                    if used == budget or (used and end - start > budget - used
+                                          and end - start <= budget):
+                        yield _packed(corpus, pending, cls_token_id, sep_token_id)
+                        pending, used = [], 0
+                    take = min(end - start, budget - used)
+                    pending.append((start, start + take))
+                    used += take
+                    start += take
+        if pending:
+            yield _packed(corpus, pending, cls_token_id, sep_token_id)
+
+
+def _packed(corpus: TokenizedCorpus, ranges: list[tuple[int, int]], cls_token_id: int,
+            sep_token_id: int) -> TrainingInstance:
+    while ranges and ranges[-1] == (-1, -1):  # a trailing boundary adds nothing
+        ranges = ranges[:-1]
+    pieces = [np.asarray([sep_token_id]) if start < 0 else corpus.ids[start:end]
+              for start, end in ranges]
+    input_ids = np.concatenate([[cls_token_id], *pieces, [sep_token_id]]).astype(np.int64)
+    starts = None
+    if corpus.word_starts is not None:
+        # The first token of every piece starts a word: a sentence cut mid-word gives a word
+        # of its own, as truncation does in the NSP recipe.
+        parts = [np.ones(1, bool) if start < 0 else
+                 np.concatenate([[True], corpus.word_starts[start + 1:end]]) for start, end in ranges]
+        starts = np.concatenate([[True], *parts, [True]])
+    return TrainingInstance(input_ids, len(input_ids) - 2, False, starts)
+
+
 # ----------------------------------------------------------------------------- masked LM
 
 

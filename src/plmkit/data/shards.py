@@ -45,9 +45,11 @@ from plmkit.data.corpus import read_documents
 from plmkit.data.pretraining import (
     IGNORE_INDEX,
     IS_NEXT,
+    OBJECTIVES,
     TokenizedCorpus,
     TrainingInstance,
     iter_instances,
+    iter_packed_instances,
     mask_tokens,
     token_type_ids,
 )
@@ -135,6 +137,8 @@ class Manifest:
     corpus: list[str]
     shards: list[ShardInfo]
     lengths_sha256: str
+    # "mlm_nsp": BERT's NSP pairs (google's recipe); "mlm": full packed sequences, no NSP.
+    objective: str = "mlm_nsp"
     format: str = FORMAT_NAME
     version: int = FORMAT_VERSION
 
@@ -373,7 +377,8 @@ def prepare_pretraining(corpus_paths: str | Path | Iterable[str | Path], tokeniz
                         short_seq_prob: float = 0.1, dupe_factor: int = 5, seed: int = 12345,
                         shard_size: int = 65536, format: str = "auto", errors: str = "strict",
                         min_sentences: int = 1, word_boundaries: str = "wordpiece",
-                        num_workers: int = 1, progress: bool = True) -> Manifest:
+                        num_workers: int = 1, progress: bool = True,
+                        objective: str = "mlm_nsp") -> Manifest:
     """Read a corpus, tokenise it once, create NSP instances and write them as shards.
 
     Args:
@@ -392,6 +397,9 @@ def prepare_pretraining(corpus_paths: str | Path | Iterable[str | Path], tokeniz
         num_workers: tokenizer worker processes (``encode_ids(..., num_workers=)``); the
             result does not depend on it.
         progress: show tqdm bars and print the counts.
+        objective: ``"mlm_nsp"`` (NSP pairs, as BERT) or ``"mlm"`` (sequences packed full of
+            whole sentences across documents, RoBERTa's FULL-SENTENCES; ``short_seq_prob`` is
+            not used).
 
     Returns:
         The :class:`Manifest` written to ``output_dir/manifest.json``.
@@ -400,6 +408,9 @@ def prepare_pretraining(corpus_paths: str | Path | Iterable[str | Path], tokeniz
 
     _validate(max_seq_length=max_seq_length, short_seq_prob=short_seq_prob,
               dupe_factor=dupe_factor, shard_size=shard_size)
+    if objective not in OBJECTIVES:
+        raise PlmError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}",
+                       field="objective")
     output_dir = Path(output_dir)
     _check_output_dir(output_dir)
     paths = [corpus_paths] if isinstance(corpus_paths, (str, Path)) else list(corpus_paths)
@@ -412,10 +423,16 @@ def prepare_pretraining(corpus_paths: str | Path | Iterable[str | Path], tokeniz
     if corpus.num_documents == 0:
         raise PlmError("empty corpus: no sentence has any token after tokenisation in "
                        + ", ".join(map(str, paths)))
-    instances = iter_instances(
-        corpus, max_seq_length=max_seq_length, short_seq_prob=short_seq_prob,
-        dupe_factor=dupe_factor, rng=random.Random(seed), cls_token_id=tokenizer.cls_token_id,
-        sep_token_id=tokenizer.sep_token_id)
+    if objective == "mlm":
+        instances = iter_packed_instances(
+            corpus, max_seq_length=max_seq_length, dupe_factor=dupe_factor,
+            rng=random.Random(seed), cls_token_id=tokenizer.cls_token_id,
+            sep_token_id=tokenizer.sep_token_id)
+    else:
+        instances = iter_instances(
+            corpus, max_seq_length=max_seq_length, short_seq_prob=short_seq_prob,
+            dupe_factor=dupe_factor, rng=random.Random(seed),
+            cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id)
     with atomic_dir(output_dir) as tmp:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         writer = _ShardWriter(tmp, max_seq_length, ids_dtype, shard_size, pad)
@@ -434,9 +451,13 @@ def prepare_pretraining(corpus_paths: str | Path | Iterable[str | Path], tokeniz
             lowercase=_lowercase_flag(tokenizer), tokenizer_hash=tokenizer_hash(tokenizer),
             ids_dtype=ids_dtype, word_boundaries=word_boundaries,
             corpus=[str(p) for p in paths], shards=writer.shards,
-            lengths_sha256=sha256_file(tmp / LENGTHS))
+            lengths_sha256=sha256_file(tmp / LENGTHS), objective=objective)
         manifest.save(tmp)
-    if progress:
+    if progress and objective == "mlm":
+        print(f"{manifest.num_documents:,} documents, {manifest.num_sentences:,} sentences, "
+              f"{manifest.num_tokens:,} tokens -> {manifest.num_instances:,} packed sequences "
+              f"(masked LM only) in {len(manifest.shards)} shard(s) at {output_dir}")
+    elif progress:
         share = manifest.num_is_next / max(1, manifest.num_instances)
         print(f"{manifest.num_documents:,} documents, {manifest.num_sentences:,} sentences, "
               f"{manifest.num_tokens:,} tokens -> {manifest.num_instances:,} instances "
