@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -62,6 +62,34 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# What a corpus folder contributes: its text files, plain or gzipped.
+CORPUS_SUFFIXES = (".txt", ".gz")
+
+
+def corpus_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Expand ``paths`` into files: a file as given, a folder as its ``*.txt``/``*.gz`` files.
+
+    Folders are walked recursively in sorted order, so the corpus (and therefore every instance
+    derived from it) does not depend on the file system's listing order.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*")
+                                if p.is_file() and p.name.endswith(CORPUS_SUFFIXES)
+                                and not p.name.startswith(".")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            from plmkit.errors import PlmError
+
+            raise PlmError("corpus file or folder not found", path=path)
+    return files
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_write(path) as handle:
         handle.write(text)
@@ -85,9 +113,10 @@ def read_text_file(path: str | Path, errors: str = "strict") -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         raise PlmError(
             f"invalid UTF-8 at byte {exc.start} ({data[exc.start:exc.start + 1]!r}); "
-            "fix the file or pass --errors replace",
+            "convert the file to UTF-8",
             path=path,
             line=line,
+            suggest="--errors replace",
         ) from None
 
 

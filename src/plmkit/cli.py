@@ -56,6 +56,18 @@ def _owned_output(args: argparse.Namespace) -> contextlib.AbstractContextManager
     return claim_output(output)
 
 
+def _suggestion(parser: argparse.ArgumentParser, command: str, error: PlmError) -> str:
+    """The error's flag suggestion, only if this command accepts that flag."""
+    if not error.suggest:
+        return ""
+    flag = error.suggest.split()[0]
+    for action in parser._subparsers._group_actions:  # noqa: SLF001 - argparse has no public walk
+        sub = action.choices.get(command) if isinstance(action.choices, dict) else None
+        if sub is not None and flag in sub._option_string_actions:  # noqa: SLF001
+            return f"; or pass {error.suggest}"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -69,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         with _owned_output(args):
             result = args.func(args)
     except PlmError as exc:
-        print(f"plm {args.command}: error: {exc}", file=sys.stderr)
+        print(f"plm {args.command}: error: {exc}{_suggestion(parser, args.command, exc)}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"plm {args.command}: interrupted", file=sys.stderr)

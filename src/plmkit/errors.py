@@ -18,6 +18,9 @@ class PlmError(Exception):
         path: the file or folder concerned.
         line: 1-based line number inside ``path``.
         field: the config key, column or tensor name concerned.
+        suggest: a command-line flag that would get past the error (e.g. ``"--errors replace"``).
+            The library cannot know which command is running, so the CLI prints it only when the
+            running command has that flag; a command without it must not suggest it.
     """
 
     def __init__(
@@ -27,8 +30,10 @@ class PlmError(Exception):
         path: str | Path | None = None,
         line: int | None = None,
         field: str | None = None,
+        suggest: str | None = None,
     ) -> None:
         self.message = message
+        self.suggest = suggest
         self.path = str(path) if path is not None else None
         self.line = line
         self.field = field

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from plmkit._io import corpus_files
 from plmkit.errors import PlmError
 
 
@@ -119,20 +120,20 @@ def run_train(args: argparse.Namespace) -> int:
         raise PlmError("--min-frequency must not be negative", field="min_frequency")
     if args.limit_alphabet < 0:
         raise PlmError("--limit-alphabet must not be negative", field="limit_alphabet")
-    for path in args.corpus:
-        if not path.is_file():
-            raise PlmError("corpus file not found", path=path)
+    files = corpus_files(args.corpus)  # a folder stands for its .txt/.gz files
+    if not files:
+        raise PlmError("no .txt or .gz file in the corpus folder", path=args.corpus[0])
     if args.output.exists() and not args.output.is_dir():
         raise PlmError("--output exists and is not a folder", path=args.output)
     started = time.perf_counter()
-    tokenizer = train_wordpiece(list(args.corpus), vocab_size=args.vocab_size,
+    tokenizer = train_wordpiece(files, vocab_size=args.vocab_size,
                                 min_frequency=args.min_frequency,
                                 special_tokens=args.special_tokens,
                                 limit_alphabet=args.limit_alphabet or None,
                                 lowercase=not args.cased, show_progress=not args.quiet,
                                 errors=args.errors, output_dir=args.output)
     seconds = time.perf_counter() - started
-    size = sum(p.stat().st_size for p in args.corpus)
+    size = sum(p.stat().st_size for p in files)
     print(f"wrote {args.output / 'vocab.txt'}: {tokenizer.vocab_size:,} tokens "
           f"(lowercase={tokenizer.lowercase}) from {size / 1e6:.1f} MB in {seconds:.1f} s")
     if tokenizer.vocab_size < args.vocab_size:

@@ -29,11 +29,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from plmkit._io import corpus_files
 from plmkit.errors import PlmError
 
 FORMATS = ("auto", "bert", "paragraphs")
 ERRORS = ("strict", "replace", "ignore")
-CORPUS_SUFFIXES = (".txt", ".gz")
 
 # ----------------------------------------------------------------------------- sentence splitting
 
@@ -113,28 +113,6 @@ def split_sentences(text: str) -> list[str]:
 # ----------------------------------------------------------------------------- files
 
 
-def corpus_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Expand ``paths`` into files: a file as given, a folder as its ``*.txt``/``*.gz`` files.
-
-    Folders are walked recursively in sorted order, so the corpus (and therefore every instance
-    derived from it) does not depend on the file system's listing order.
-    """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*")
-                                if p.is_file() and p.name.endswith(CORPUS_SUFFIXES)
-                                and not p.name.startswith(".")))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise PlmError("corpus file or folder not found", path=path)
-    return files
-
-
 def _open_binary(path: Path) -> BinaryIO:
     if path.name.endswith(".gz"):
         return gzip.open(path, "rb")  # type: ignore[return-value]
@@ -159,9 +137,9 @@ def iter_lines(path: Path, errors: str = "strict") -> Iterator[tuple[int, str]]:
                 except UnicodeDecodeError as exc:
                     raise PlmError(
                         f"invalid UTF-8 at column {exc.start + 1} "
-                        f"({raw[exc.start:exc.start + 1]!r}); fix the file or pass "
-                        "errors='replace' (--errors replace)",
-                        path=path, line=number) from None
+                        f"({raw[exc.start:exc.start + 1]!r}); convert the file to UTF-8 "
+                        "(or read it with errors='replace')",
+                        path=path, line=number, suggest="--errors replace") from None
                 if number == 1:
                     line = line.lstrip("\ufeff")
                 yield number, line.rstrip("\r\n")

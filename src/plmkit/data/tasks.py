@@ -310,6 +310,12 @@ def read_conll(path: str | Path, *, token_column: int = 0, tag_column: int | Non
                 raise PlmError(f"expected at least {needed} columns (token column "
                                f"{token_column}, tag column {tag_column}) but found {width}",
                                path=path, line=number)
+            if tag_column is not None and token_column % width == tag_column % width:
+                # e.g. a one-column file with the default tag column -1: the words would
+                # silently become the labels.
+                raise PlmError(f"the token and tag columns are the same column of {width}; a "
+                               "tagged file needs a token and a tag on every line",
+                               path=path, line=number)
         if len(columns) != width:
             raise PlmError(f"expected {width} columns, as on the first token line, but found "
                            f"{len(columns)}", path=path, line=number)

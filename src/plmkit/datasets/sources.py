@@ -504,17 +504,26 @@ def unpack(source: Source, archive: Path, destination: Path) -> None:
         with tarfile.open(archive) as tf:
             members = [m for m in tf.getmembers() if _wanted(source, m.name)]
             _check_members([m.name for m in members], archive)
-            _extract_tar(tf, destination, members)
+            _extract_tar(tf, destination, members, archive)
     elif name.endswith(".deb"):
         _unpack_deb(source, archive, destination)
     else:
         raise PlmError(f"do not know how to unpack {name}", path=archive)
 
 
-def _extract_tar(tf: tarfile.TarFile, destination: Path, members: list[tarfile.TarInfo]) -> None:
-    """Extract with the ``data`` safety filter where this Python has it (3.10.12+, 3.11.4+)."""
+def _extract_tar(tf: tarfile.TarFile, destination: Path, members: list[tarfile.TarInfo],
+                 archive: Path) -> None:
+    """Extract with the ``data`` safety filter where this Python has it (3.10.12+, 3.11.4+).
+
+    What the filter refuses (a link or path leaving the destination, a device file) is one
+    line naming the member: the archive is input, and its refusal is the user's to act on.
+    """
     if hasattr(tarfile, "data_filter"):
-        tf.extractall(destination, members, filter="data")
+        try:
+            tf.extractall(destination, members, filter="data")
+        except tarfile.FilterError as exc:
+            member = getattr(getattr(exc, "tarinfo", None), "name", "?")
+            raise PlmError(f"archive member {member!r} refused: {exc}", path=archive) from None
     else:
         tf.extractall(destination, [m for m in members if m.isfile() or m.isdir()])
 
@@ -543,7 +552,7 @@ def _unpack_deb(source: Source, archive: Path, destination: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(payload), mode=mode) as tf:
         members = [m for m in tf.getmembers() if _wanted(source, m.name)]
         _check_members([m.name for m in members], archive)
-        _extract_tar(tf, destination, members)
+        _extract_tar(tf, destination, members, archive)
 
 
 def _deb_data_member(archive: Path) -> tuple[str, bytes]:

@@ -504,6 +504,13 @@ class KeyedVectors:
                            line=1) from None
         if binary is None:
             binary = _looks_binary(data[end + 1:], dim)
+        # The smallest entry is a 1-byte word, a separator and the vector (4 bytes a number in
+        # binary, at least a digit and a space in text): a header that promises more entries
+        # than the bytes can hold is refused before allocating count × dim floats.
+        smallest_entry = 2 + dim * (4 if binary else 2)
+        if count > (len(data) - end) // smallest_entry + 1:
+            raise PlmError(f"the header announces {count:,} words of dimension {dim}, but the "
+                           f"file has only {len(data):,} bytes", path=path, line=1)
         if binary:
             words, vectors = _read_binary(data, end + 1, count, dim, path)
         else:

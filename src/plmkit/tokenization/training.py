@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from plmkit._io import corpus_files
 from plmkit.errors import PlmError
 from plmkit.tokenization.basic import BasicTokenizer
 from plmkit.tokenization.wordpiece import (
@@ -54,8 +55,9 @@ def _lines_of_file(path: Path, errors: str) -> Iterator[str]:
                 yield raw.decode("utf-8", errors=errors)
             except UnicodeDecodeError as exc:
                 raise PlmError(f"invalid UTF-8 at byte {exc.start} of the line "
-                               f"({raw[exc.start:exc.start + 1]!r}); fix the file or pass "
-                               "--errors replace", path=path, line=number) from None
+                               f"({raw[exc.start:exc.start + 1]!r}); convert the file to "
+                               "UTF-8", path=path, line=number,
+                               suggest="--errors replace") from None
 
 
 def _texts(corpus: Iterable[str | Path], errors: str) -> Iterator[str]:
@@ -63,7 +65,9 @@ def _texts(corpus: Iterable[str | Path], errors: str) -> Iterator[str]:
     itself."""
     for item in corpus:
         if isinstance(item, Path):
-            yield from _lines_of_file(item, errors)
+            # A folder stands for its text files, as in every other command that reads a corpus.
+            for path in corpus_files(item):
+                yield from _lines_of_file(path, errors)
         elif isinstance(item, str):
             yield item
         else:
