@@ -24,10 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from plmkit.config import FieldRules, validate_fields
 from plmkit.errors import PlmError
+from plmkit.models.activations import ACTIVATIONS
 from plmkit.models.attention import (MultiHeadAttention, PackedTokens, attention_bias, pack,
                                      unpack)
-from plmkit.models.pretrained import PretrainedMixin
+from plmkit.models.pretrained import PretrainedMixin, check_model_size, normalise_label_maps
+
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
 @dataclass
@@ -53,21 +57,33 @@ class BertConfig:
     classifier_dropout: float | None = None
     problem_type: str | None = None
 
+    rules: ClassVar[FieldRules] = FieldRules(
+        positive=("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                  "intermediate_size", "max_position_embeddings", "type_vocab_size",
+                  "layer_norm_eps", "num_labels"),
+        non_negative=("initializer_range",),
+        probabilities=("hidden_dropout_prob", "attention_probs_dropout_prob",
+                       "classifier_dropout"),
+        choices={"hidden_act": tuple(ACTIVATIONS), "position_embedding_type": ("absolute",),
+                 "problem_type": PROBLEM_TYPES},
+        multiples=(("hidden_size", "num_attention_heads"),),
+        token_ids=("pad_token_id",),
+    )
+
     def __post_init__(self) -> None:
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of "
-                             f"num_attention_heads ({self.num_attention_heads})")
-        if self.position_embedding_type != "absolute":
-            raise ValueError("only absolute position embeddings are supported")
-        if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"hidden_act {self.hidden_act!r} not in {sorted(ACTIVATIONS)}")
-        if self.id2label is not None:
-            self.id2label = {int(k): v for k, v in self.id2label.items()}
-            self.num_labels = len(self.id2label)
-            if self.label2id is None:
-                self.label2id = {v: k for k, v in self.id2label.items()}
-        if self.label2id is not None:
-            self.label2id = {k: int(v) for k, v in self.label2id.items()}
+        validate_fields(self, self.rules)
+        normalise_label_maps(self)
+
+    def parameter_estimate(self) -> dict[str, int]:
+        """Parameters of BertForPreTraining (the largest BERT) by the field that scales them."""
+        h, inner = self.hidden_size, self.intermediate_size
+        layer = 4 * h * h + 2 * h * inner + 9 * h + inner  # Q, K, V, W^O, FFN, two LayerNorms
+        return {"vocab_size": self.vocab_size * (h + 1),  # embedding + MLM output bias
+                "max_position_embeddings": self.max_position_embeddings * h,
+                "type_vocab_size": self.type_vocab_size * h,
+                "num_hidden_layers": self.num_hidden_layers * layer,
+                "hidden_size": 2 * h * h + 7 * h + 2,  # pooler, MLM transform, NSP, LayerNorm
+                "num_labels": self.num_labels * (h + 1)}
 
 
 # The google small-BERT family (Turc et al., 2019) and BERT-base: L layers / H hidden.
@@ -82,22 +98,16 @@ BERT_SIZES: dict[str, dict[str, int]] = {
 }
 
 
-def bert_config(size: str = "base", **overrides: Any) -> BertConfig:
-    """A named size from :data:`BERT_SIZES`, with any field overridden."""
+def bert_config(size: str = "base", *, max_parameters: int | None = None,
+                **overrides: Any) -> BertConfig:
+    """A named size from :data:`BERT_SIZES`, with any field overridden; refused when the result
+    is too big to build (:func:`~plmkit.models.pretrained.check_model_size`)."""
     if size not in BERT_SIZES:
         raise PlmError(f"unknown model size {size!r}; choose one of {', '.join(BERT_SIZES)}",
                        field="model_size")
-    return BertConfig(**{**BERT_SIZES[size], **overrides})
-
-
-def _gelu_tanh(x: Tensor) -> Tensor:
-    return F.gelu(x, approximate="tanh")
-
-
-ACTIVATIONS = {
-    "gelu": F.gelu, "relu": F.relu, "gelu_new": _gelu_tanh, "gelu_pytorch_tanh": _gelu_tanh,
-    "silu": F.silu, "swish": F.silu, "tanh": torch.tanh,
-}
+    config = BertConfig(**{**BERT_SIZES[size], **overrides})
+    check_model_size(config, max_parameters=max_parameters)
+    return config
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from plmkit.config import FieldRules, config_from_dict, validate_fields
 from plmkit.errors import PlmError
 from plmkit.models.attention import masked_mean
 from plmkit.models.pretrained import PretrainedMixin
@@ -42,10 +43,22 @@ class ElmoConfig:
     bos_token_id: int = 2
     eos_token_id: int = 3
 
+    rules: ClassVar[FieldRules] = FieldRules(
+        positive=("vocab_size", "embedding_size", "hidden_size", "num_layers"),
+        probabilities=("dropout",), token_ids=("pad_token_id", "bos_token_id", "eos_token_id"))
+
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embedding_size", "hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise PlmError(f"{name} must be ≥ 1, not {getattr(self, name)}", field=name)
+        validate_fields(self, self.rules)
+        if self.hidden_size < self.embedding_size:
+            raise PlmError("hidden_size must be ≥ embedding_size (the LSTM projects down to it)",
+                           field="hidden_size")
+
+    def parameter_estimate(self) -> dict[str, int]:
+        """Shared embeddings and softmax, and 2·num_layers projected LSTMs."""
+        d, h = self.embedding_size, self.hidden_size
+        lstm = 4 * h * (2 * d + 2) + d * h * (h > d)  # W_ih, W_hh (projected), biases, W_hr
+        return {"vocab_size": self.vocab_size * (2 * d + 1),
+                "num_layers": 2 * self.num_layers * lstm}
 
 
 @dataclass
@@ -84,9 +97,6 @@ class ElmoBiLM(PretrainedMixin, nn.Module):
         self.backward_layers = nn.ModuleList(
             nn.LSTM(d, h, proj_size=d if h > d else 0, batch_first=True)
             for _ in range(config.num_layers))
-        if h < d:
-            raise PlmError("hidden_size must be ≥ embedding_size (the LSTM projects down to it)",
-                           field="hidden_size")
         self.dropout = nn.Dropout(config.dropout)
         self.softmax = nn.Linear(d, config.vocab_size)
 
@@ -247,10 +257,26 @@ class ElmoHeadConfig:
     dropout: float = 0.0
     bilm: dict[str, Any] = field(default_factory=dict)
 
+    rules: ClassVar[FieldRules] = FieldRules(
+        positive=("num_labels",), probabilities=("dropout",),
+        choices={"head": ("tagging", "classification")})
+
     def __post_init__(self) -> None:
-        if self.head not in ("tagging", "classification"):
-            raise PlmError(f"head must be 'tagging' or 'classification', not {self.head!r}",
-                           field="head")
+        validate_fields(self, self.rules)
+        self.bilm_config()
+
+    def bilm_config(self) -> ElmoConfig:
+        """The biLM's config, checked like a top-level one (errors name ``bilm.FIELD``)."""
+        try:
+            return config_from_dict(ElmoConfig, self.bilm)
+        except PlmError as exc:
+            field = f"bilm.{exc.field}" if exc.field else "bilm"
+            raise PlmError(exc.message, field=field) from None
+
+    def parameter_estimate(self) -> dict[str, int]:
+        bilm = self.bilm_config()
+        parts = {f"bilm.{name}": count for name, count in bilm.parameter_estimate().items()}
+        return {**parts, "num_labels": self.num_labels * (2 * bilm.embedding_size + 1) + 1}
 
 
 @dataclass
@@ -269,8 +295,12 @@ class ElmoForTask(PretrainedMixin, nn.Module):
     def __init__(self, config: ElmoHeadConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = ElmoEncoder(ElmoBiLM(ElmoConfig(**config.bilm)), dropout=config.dropout)
+        self.encoder = ElmoEncoder(ElmoBiLM(config.bilm_config()), dropout=config.dropout)
         self.classifier = nn.Linear(self.encoder.output_size, config.num_labels)
+
+    @classmethod
+    def embedding_rows(cls, config: ElmoHeadConfig) -> int | None:
+        return config.bilm_config().vocab_size
 
     @classmethod
     def from_bilm(cls, bilm: ElmoBiLM, num_labels: int, head: str = "tagging",

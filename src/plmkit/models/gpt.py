@@ -34,12 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plmkit.config import config_from_dict
+from plmkit.config import FieldRules, config_from_dict, validate_fields
 from plmkit.errors import PlmError
+from plmkit.models.activations import ACTIVATIONS
 from plmkit.models.attention import (KeyValueCache, attention_bias, merge_heads,
                                      scaled_dot_product_attention, split_heads)
-from plmkit.models.bert import ACTIVATIONS
-from plmkit.models.pretrained import HF_GENERIC_KEYS, PretrainedMixin
+from plmkit.models.bert import PROBLEM_TYPES
+from plmkit.models.pretrained import (HF_GENERIC_KEYS, PretrainedMixin, check_model_size,
+                                      normalise_label_maps)
 
 
 @dataclass
@@ -74,24 +76,30 @@ class GPTConfig:
     label2id: dict[str, int] | None = None
     problem_type: str | None = None
 
+    rules: ClassVar[FieldRules] = FieldRules(
+        positive=("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner",
+                  "layer_norm_epsilon", "num_labels"),
+        non_negative=("initializer_range", "bos_token_id", "eos_token_id", "pad_token_id"),
+        probabilities=("resid_pdrop", "embd_pdrop", "attn_pdrop"),
+        choices={"activation_function": tuple(ACTIVATIONS), "problem_type": PROBLEM_TYPES},
+        multiples=(("n_embd", "n_head"),),
+    )
+
     def __post_init__(self) -> None:
-        if self.n_embd % self.n_head:
-            raise PlmError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})",
-                           field="n_embd")
-        if self.activation_function not in ACTIVATIONS:
-            raise PlmError(f"activation_function {self.activation_function!r} not in "
-                           f"{sorted(ACTIVATIONS)}", field="activation_function")
+        validate_fields(self, self.rules)
         if not self.scale_attn_weights or self.scale_attn_by_inverse_layer_idx:
             # Every GPT-2 checkpoint scales by 1/√d_k and nothing else, as the core does.
             raise PlmError("only GPT-2's 1/sqrt(d_k) attention scaling is supported",
                            field="scale_attn_weights")
-        if self.id2label is not None:
-            self.id2label = {int(k): v for k, v in self.id2label.items()}
-            self.num_labels = len(self.id2label)
-            if self.label2id is None:
-                self.label2id = {v: k for k, v in self.id2label.items()}
-        if self.label2id is not None:
-            self.label2id = {k: int(v) for k, v in self.label2id.items()}
+        normalise_label_maps(self)
+
+    def parameter_estimate(self) -> dict[str, int]:
+        """Parameters of GPTLMHeadModel (head tied) by the field that scales them."""
+        e, inner = self.n_embd, self.inner_size
+        block = 4 * e * e + 2 * e * inner + 9 * e + inner  # c_attn, c_proj, MLP, two LayerNorms
+        return {"vocab_size": self.vocab_size * e, "n_positions": self.n_positions * e,
+                "n_layer": self.n_layer * block, "n_embd": 2 * e,
+                "num_labels": self.num_labels * e}
 
     @property
     def inner_size(self) -> int:
@@ -115,17 +123,22 @@ GPT_SIZES: dict[str, dict[str, int]] = {
 }
 
 
-def gpt_config(size: str = "small", **overrides: Any) -> GPTConfig:
-    """A named size from :data:`GPT_SIZES`, with any field overridden (e.g. ``vocab_size``)."""
+def gpt_config(size: str = "small", *, max_parameters: int | None = None,
+               **overrides: Any) -> GPTConfig:
+    """A named size from :data:`GPT_SIZES`, with any field overridden (e.g. ``vocab_size``);
+    refused when the result is too big to build (:func:`check_model_size`)."""
     if size not in GPT_SIZES:
         raise PlmError(f"unknown model size {size!r}; choose one of {', '.join(GPT_SIZES)}",
                        field="size")
     values = {**GPT_SIZES[size], **overrides}
     vocab_size = values.get("vocab_size", GPTConfig.vocab_size)
     for key in ("bos_token_id", "eos_token_id"):  # GPT-2's <|endoftext|> is not in other vocabs
-        if key not in values and GPTConfig.__dataclass_fields__[key].default >= vocab_size:
+        if (key not in values and isinstance(vocab_size, int)
+                and GPTConfig.__dataclass_fields__[key].default >= vocab_size):
             values[key] = None
-    return GPTConfig(**values)
+    config = GPTConfig(**values)
+    check_model_size(config, max_parameters=max_parameters)
+    return config
 
 
 # config.json keys of HF GPT-2 that we accept and ignore: the summary head of GPT2DoubleHeads,

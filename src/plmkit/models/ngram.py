@@ -522,9 +522,13 @@ class _ArpaReader:
                                             first_line + index) from None
                 raise
             words[chosen] = block[:, 1:k + 1]
-        bad = np.flatnonzero(np.isnan(logprobs) | np.isnan(backoffs) | (logprobs > 1e-6))
+        bad = np.flatnonzero(np.isnan(logprobs) | (logprobs > 1e-6))
         if len(bad):
             raise self.fail("a log10 probability must be a number ≤ 0",
+                            first_line + kept[bad[0]])
+        bad = np.flatnonzero(~np.isfinite(backoffs))
+        if len(bad):  # an infinite backoff weight turns every later score into inf or NaN
+            raise self.fail("a log10 backoff weight must be a finite number",
                             first_line + kept[bad[0]])
         return np.maximum(logprobs, LOG_ZERO), words, backoffs, first_line + kept
 

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from plmkit.config import FieldRules, validate_fields
 from plmkit.errors import PlmError
 from plmkit.models.pretrained import PretrainedMixin
 
@@ -50,10 +51,19 @@ class NNLMConfig:
     dropout: float = 0.0
     init_range: float = 0.05
 
+    rules: ClassVar[FieldRules] = FieldRules(
+        positive=("vocab_size", "context_size", "embedding_size", "hidden_size"),
+        non_negative=("init_range",), probabilities=("dropout",))
+
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "context_size", "embedding_size", "hidden_size"):
-            if getattr(self, name) < 1:
-                raise PlmError(f"{name} must be ≥ 1, not {getattr(self, name)}", field=name)
+        validate_fields(self, self.rules)
+
+    def parameter_estimate(self) -> dict[str, int]:
+        """C, H (+d), U, W and b, by the field that scales them."""
+        window = self.context_size * self.embedding_size
+        per_word = self.embedding_size + 1 + self.hidden_size + window * self.direct_connection
+        return {"vocab_size": self.vocab_size * per_word,
+                "context_size": (window + 1) * self.hidden_size}
 
 
 class NNLM(PretrainedMixin, nn.Module):

@@ -4,15 +4,26 @@
 can read it), ``model.safetensors`` (the state dict, with HF's parameter names) and, when a
 tokenizer is given, ``vocab.txt``. Either side loads the other's folders.
 
-Loading is strict where a silent mistake would hurt: a tensor whose shape differs from the config
-is an error that lists every offending tensor; weights the model needs but the folder lacks are an
-error, except for the task head (``head_prefixes``), which a fine-tuning run initialises fresh.
+A checkpoint folder is input, not truth, and loading checks it before trusting it, each failure a
+one-line :class:`PlmError` naming the file and the field or tensor:
+
+* ``config.json`` must be an object whose keys have the right types and values (the config class's
+  ``__post_init__`` checks sizes, probabilities, activation names, heads dividing the width);
+* the model it describes must fit: its parameter count, estimated from the config alone, is
+  checked against a bound *before* anything is allocated (:func:`check_model_size`), so a
+  ``num_hidden_layers`` of 100000 fails in milliseconds instead of growing until the OOM killer;
+* ``vocab.txt`` beside it must fit the embedding (:func:`check_vocabulary`);
+* the weights must match the built model: shapes (every offending tensor listed), floating
+  dtypes and finite values (a NaN row would otherwise surface as a NaN score much later).
+  Weights the model needs but the folder lacks are an error, except for the task head
+  (``head_prefixes``), which a fine-tuning run initialises fresh.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -21,7 +32,7 @@ import torch
 from torch import nn
 
 from plmkit._io import atomic_dir
-from plmkit.config import config_from_dict, load_json
+from plmkit.config import config_from_dict, load_json_object
 from plmkit.errors import PlmError
 
 M = TypeVar("M", bound="PretrainedMixin")
@@ -36,6 +47,17 @@ HF_GENERIC_KEYS = (
     "task_specific_params", "problem_type", "pruned_heads", "cross_attention_hidden_size",
     "tf_legacy_loss", "use_bfloat16", "id2label", "label2id", "num_labels", "classifier_dropout",
 )
+
+
+# The size bound: explicit argument, else this environment variable, else the default — the smaller
+# of 4e9 parameters and what float32 weights can take of three quarters of the machine's memory.
+MAX_PARAMETERS_ENV = "PLMKIT_MAX_PARAMETERS"
+DEFAULT_MAX_PARAMETERS = 4_000_000_000
+MEMORY_SHARE = 0.75
+BYTES_PER_PARAMETER = 4  # float32
+# Checkpoints may pad the embedding past the vocabulary to a round row count (multiples of 8 or
+# 64 suit matrix kernels: GPT-2's 50257 → 50304); fewer than this many rows of padding is that.
+VOCAB_PADDING_ROWS = 128
 
 
 def _rename_legacy(key: str) -> str:
@@ -97,17 +119,33 @@ class PretrainedMixin:
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
-    def load_config(cls, folder: str | Path, **overrides: Any):
+    def load_config(cls, folder: str | Path, *, max_parameters: int | None = None,
+                    **overrides: Any):
+        """The checked config of ``folder`` (or of a ``config.json`` path), ``overrides`` applied.
+
+        Checked before anything is built: the JSON (an object, known keys, types, values), the
+        model's estimated size against the bound of :func:`check_model_size` (``max_parameters``
+        overrides it), and ``vocab.txt`` beside it against ``vocab_size``.
+        """
         folder = Path(folder)
         path = folder / "config.json" if folder.is_dir() else folder
         if not path.exists():
             raise PlmError("no config.json: not a checkpoint folder", path=folder)
-        values = load_json(path)
+        values = load_json_object(path)
         model_type = values.get("model_type")
         if cls.model_type and model_type not in (None, cls.model_type):
             raise PlmError(f"checkpoint is a {model_type!r} model, not {cls.model_type!r}",
                            path=path, field="model_type")
-        return cls.config_from_values(values, path, **overrides)
+        config = cls.config_from_values(values, path, **overrides)
+        check_model_size(config, max_parameters=max_parameters, source=path)
+        if folder.is_dir():
+            check_vocabulary(cls.embedding_rows(config), folder / "vocab.txt", path)
+        return config
+
+    @classmethod
+    def embedding_rows(cls, config: Any) -> int | None:
+        """Rows of the token embedding, which ``vocab.txt`` must fit (None: no such table)."""
+        return getattr(config, "vocab_size", None)
 
     @classmethod
     def config_from_values(cls, values: dict[str, Any], path: Path, **overrides: Any):
@@ -119,13 +157,15 @@ class PretrainedMixin:
 
     @classmethod
     def from_pretrained(cls: type[M], folder: str | Path, *, strict_head: bool = False,
-                        **config_overrides: Any) -> M:
+                        max_parameters: int | None = None, **config_overrides: Any) -> M:
         """Build the model from a checkpoint folder (ours or Hugging Face's).
 
         Args:
             folder: a folder with config.json and model.safetensors (or pytorch_model.bin).
             strict_head: also require the task head's weights (e.g. when loading a fine-tuned
                 classifier for prediction).
+            max_parameters: refuse a config describing a bigger model (default: the
+                ``PLMKIT_MAX_PARAMETERS`` environment variable, else :func:`parameter_limit`).
             config_overrides: config fields to change, e.g. ``num_labels=3`` for a new head;
                 other keywords go to the model's constructor (e.g. ``sparse_mlm=False``).
         """
@@ -135,7 +175,7 @@ class PretrainedMixin:
         fields = {f.name for f in dataclasses.fields(cls.config_class)}
         model_kwargs = {k: v for k, v in config_overrides.items() if k not in fields}
         config_overrides = {k: v for k, v in config_overrides.items() if k in fields}
-        config = cls.load_config(folder, **config_overrides)
+        config = cls.load_config(folder, max_parameters=max_parameters, **config_overrides)
         model = cls(config, **model_kwargs)  # type: ignore[call-arg]
         state = load_state_dict(folder)
         model.load_checkpoint_state(state, source=folder, strict_head=strict_head)
@@ -153,8 +193,10 @@ class PretrainedMixin:
             for k in wanted if k in state and state[k].shape != own[k].shape
         ]
         if mismatched:
-            raise PlmError("tensor shapes do not match the config:\n  " + "\n  ".join(mismatched),
-                           path=source)
+            raise PlmError(f"{len(mismatched)} tensor shapes do not match the config: "
+                           + "; ".join(mismatched), path=source, field=mismatched[0].split(":")[0])
+        check_weight_values({k: v for k, v in state.items() if k in own},
+                            {k: own[k].dtype for k in own}, source)
         missing = [k for k in wanted if k not in state]
         optional = () if strict_head else self.head_prefixes
         required_missing = [k for k in missing if not k.startswith(optional) or not optional]
@@ -238,6 +280,145 @@ class PretrainedMixin:
         return total
 
 
+# ----------------------------------------------------------------------------- checks
+def read_checkpoint_config(folder: str | Path) -> dict[str, Any]:
+    """The raw ``config.json`` of a checkpoint folder, refused unless it is a JSON object.
+
+    For callers that look at a few keys (``model_type``, ``architectures``) before choosing a
+    class; building a model goes through ``load_config``, which checks every field.
+    """
+    folder = Path(folder)
+    path = folder / "config.json"
+    if not path.is_file():
+        raise PlmError("no config.json: not a checkpoint folder", path=folder)
+    return load_json_object(path)
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def parameter_limit(max_parameters: int | None = None) -> tuple[int, str]:
+    """The largest model a config may describe, and where that bound comes from.
+
+    ``max_parameters`` if given, else the ``PLMKIT_MAX_PARAMETERS`` environment variable (``4e9``
+    and ``4000000000`` both read), else the smaller of 4e9 and the float32 parameters that fit
+    in three quarters of this machine's RAM.
+    """
+    if max_parameters is not None:
+        return int(max_parameters), "max_parameters"
+    text = os.environ.get(MAX_PARAMETERS_ENV, "").strip()
+    if text:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value >= 1 or value == float("inf"):
+            raise PlmError(f"{MAX_PARAMETERS_ENV} must be a positive number of parameters, not "
+                           f"{text!r}", field=MAX_PARAMETERS_ENV)
+        return int(value), f"{MAX_PARAMETERS_ENV}={text}"
+    memory = physical_memory()
+    by_memory = int(MEMORY_SHARE * memory / BYTES_PER_PARAMETER) if memory else None
+    if by_memory is not None and by_memory < DEFAULT_MAX_PARAMETERS:
+        return by_memory, f"float32 weights in 3/4 of this machine's {memory / 2**30:.0f} GiB RAM"
+    return DEFAULT_MAX_PARAMETERS, "the default"
+
+
+def check_model_size(config: Any, *, max_parameters: int | None = None,
+                     source: str | Path | None = None) -> int:
+    """Refuse a config that describes a model too big to build here; return its estimate.
+
+    The estimate (``config.parameter_estimate()``: parameters per field that scales them) costs
+    nothing, so it runs before any allocation. Anything that builds a model from numbers a user
+    typed or a file supplied should call this first; ``load_config`` and the named-size helpers
+    (``bert_config`` …) do.
+    """
+    parts: dict[str, int] = config.parameter_estimate()
+    total = sum(parts.values())
+    limit, why = parameter_limit(max_parameters)
+    if total > limit:
+        field = max(parts, key=lambda name: parts[name])
+        raise PlmError(
+            f"the config describes a model of about {total:.3g} parameters "
+            f"({total * BYTES_PER_PARAMETER / 2**30:,.1f} GiB in float32), over the limit of "
+            f"{limit:.3g} ({why}); {field} accounts for the most ({parts[field]:.3g}). If you "
+            f"mean it, raise the limit with {MAX_PARAMETERS_ENV} (or max_parameters=)",
+            path=source, field=field)
+    return total
+
+
+def count_vocabulary(path: Path) -> int:
+    """Tokens in a ``vocab.txt``, counted as its readers count them (one per line)."""
+    data = path.read_bytes()
+    return data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+
+
+def check_vocabulary(rows: int | None, vocab_path: Path, config_path: Path) -> None:
+    """``vocab.txt`` must fit the embedding of ``rows`` rows.
+
+    More tokens than rows would fail at run time (an id past the table); far fewer means the
+    vocabulary is not the one the model was trained with. The embedding may still have up to
+    ``VOCAB_PADDING_ROWS - 1`` more rows than tokens: some checkpoints round ``vocab_size`` up
+    to a multiple of 8 or 64 for faster matrix kernels, and those rows are never read, so this
+    is accepted silently. (MiniLM's, and every plmkit checkpoint's, sizes match exactly.)
+    """
+    if rows is None or not vocab_path.is_file():
+        return
+    tokens = count_vocabulary(vocab_path)
+    if tokens > rows:
+        raise PlmError(f"{vocab_path.name} lists {tokens:,} tokens but vocab_size is {rows:,}: "
+                       f"ids from {rows:,} on would have no embedding row",
+                       path=config_path, field="vocab_size")
+    if rows - tokens >= VOCAB_PADDING_ROWS:
+        raise PlmError(f"vocab_size is {rows:,} but {vocab_path.name} lists only {tokens:,} "
+                       f"tokens ({rows - tokens:,} rows no token reaches; padding to a round "
+                       f"size adds fewer than {VOCAB_PADDING_ROWS}): is this the vocabulary the "
+                       f"model was trained with?", path=config_path, field="vocab_size")
+
+
+def check_weight_values(state: dict[str, torch.Tensor], dtypes: dict[str, torch.dtype],
+                        source: str | Path) -> None:
+    """Weights must be floating where the model's are, and finite.
+
+    A NaN or infinite value loads without complaint and only shows up much later, as a NaN
+    score that is not even valid JSON; a float tensor stored as integers is a different file.
+    """
+    for name, tensor in state.items():
+        if dtypes[name].is_floating_point and not tensor.is_floating_point():
+            raise PlmError(f"tensor holds {tensor.dtype} values where the model needs floating "
+                           f"point", path=source, field=name)
+    broken = [(name, int((~torch.isfinite(t)).sum())) for name, t in state.items()
+              if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if broken:
+        listed = ", ".join(f"{name} ({count:,} values)" for name, count in broken[:5])
+        raise PlmError(f"weights hold NaN or infinite values: {listed}; the checkpoint is "
+                       f"damaged (a diverged training run saves such weights)",
+                       path=source, field=broken[0][0])
+
+
+def normalise_label_maps(config: Any) -> None:
+    """``id2label`` keys as ints (JSON has only string keys), ``label2id`` values as ints, and
+    ``num_labels`` from ``id2label``: HF's convention, shared by every config with a task head."""
+    if config.id2label is not None:
+        try:
+            config.id2label = {int(k): v for k, v in config.id2label.items()}
+        except (TypeError, ValueError):
+            raise PlmError("id2label keys must be label ids (0, 1, …)", field="id2label") from None
+        config.num_labels = len(config.id2label)
+        if config.label2id is None:
+            config.label2id = {v: k for k, v in config.id2label.items()}
+    if config.label2id is not None:
+        try:
+            config.label2id = {k: int(v) for k, v in config.label2id.items()}
+        except (TypeError, ValueError):
+            raise PlmError("label2id values must be label ids (0, 1, …)",
+                           field="label2id") from None
+
+
 def load_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
     """Read ``model.safetensors``, or ``pytorch_model.bin`` with ``weights_only=True``."""
     folder = Path(folder)
@@ -260,4 +441,6 @@ def load_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
     raise PlmError("no model.safetensors or pytorch_model.bin in checkpoint folder", path=folder)
 
 
-__all__ = ["PretrainedMixin", "load_state_dict", "HF_GENERIC_KEYS"]
+__all__ = ["HF_GENERIC_KEYS", "MAX_PARAMETERS_ENV", "PretrainedMixin", "check_model_size",
+           "check_vocabulary", "check_weight_values", "load_state_dict", "normalise_label_maps",
+           "parameter_limit", "read_checkpoint_config"]

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from plmkit.config import FieldRules, validate_fields
 from plmkit.errors import PlmError
 from plmkit.models.nnlm import LMOutput, language_model_loss
 from plmkit.models.pretrained import PretrainedMixin
@@ -41,16 +42,22 @@ class RNNLMConfig:
     tie_weights: bool = False
     init_range: float = 0.1
 
+    rules: ClassVar[FieldRules] = FieldRules(
+        positive=("vocab_size", "embedding_size", "hidden_size", "num_layers"),
+        non_negative=("init_range",), probabilities=("dropout",), choices={"cell": CELLS})
+
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise PlmError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}",
-                           field="cell")
-        for name in ("vocab_size", "embedding_size", "hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise PlmError(f"{name} must be ≥ 1, not {getattr(self, name)}", field=name)
+        validate_fields(self, self.rules)
         if self.tie_weights and self.embedding_size != self.hidden_size:
             raise PlmError("tied embeddings need embedding_size == hidden_size "
                            f"({self.embedding_size} ≠ {self.hidden_size})", field="tie_weights")
+
+    def parameter_estimate(self) -> dict[str, int]:
+        """Embeddings, the stacked cells (4 gates for an LSTM) and the softmax layer."""
+        e, h, gates = self.embedding_size, self.hidden_size, 4 if self.cell == "lstm" else 1
+        first = gates * h * (e + h + 2)
+        return {"vocab_size": self.vocab_size * (e + 1 + h * (not self.tie_weights)),
+                "num_layers": first + (self.num_layers - 1) * gates * h * (2 * h + 2)}
 
 
 class RNNLanguageModel(PretrainedMixin, nn.Module):

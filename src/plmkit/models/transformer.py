@@ -33,12 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from plmkit.config import FieldRules, validate_fields
 from plmkit.errors import PlmError
+from plmkit.models.activations import ACTIVATIONS
 from plmkit.models.attention import KeyValueCache, MultiHeadAttention, attention_bias
-from plmkit.models.pretrained import PretrainedMixin
+from plmkit.models.pretrained import PretrainedMixin, check_model_size
 
 
 @dataclass
@@ -72,20 +73,32 @@ class TransformerConfig:
     source_lang: str = ""
     target_lang: str = ""
 
+    rules: ClassVar[FieldRules] = FieldRules(
+        positive=("vocab_size", "d_model", "num_heads", "d_ff", "num_encoder_layers",
+                  "num_decoder_layers", "max_position_embeddings", "layer_norm_eps"),
+        probabilities=("dropout", "attention_dropout", "activation_dropout"),
+        choices={"activation": tuple(ACTIVATIONS),
+                 "positional_encoding": ("sinusoidal", "learned")},
+        multiples=(("d_model", "num_heads"),),
+        token_ids=("pad_token_id", "bos_token_id", "eos_token_id"),
+    )
+
     def __post_init__(self) -> None:
-        if self.d_model % self.num_heads:
-            raise PlmError(f"d_model ({self.d_model}) must be a multiple of num_heads "
-                           f"({self.num_heads})", field="num_heads")
-        if self.positional_encoding not in ("sinusoidal", "learned"):
-            raise PlmError(f"positional_encoding must be 'sinusoidal' or 'learned', not "
-                           f"{self.positional_encoding!r}", field="positional_encoding")
-        if self.activation not in ACTIVATIONS:
-            raise PlmError(f"activation {self.activation!r} not in {sorted(ACTIVATIONS)}",
-                           field="activation")
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
-            if not 0 <= getattr(self, name) < self.vocab_size:
-                raise PlmError(f"{name} {getattr(self, name)} is outside the vocabulary "
-                               f"(size {self.vocab_size})", field=name)
+        validate_fields(self, self.rules)
+
+    def parameter_estimate(self) -> dict[str, int]:
+        """Parameters of TransformerModel by the field that scales them."""
+        d, ff = self.d_model, self.d_ff
+        tables = 1 + (not self.share_embeddings) + (not self.tie_output)
+        learned = self.positional_encoding == "learned"
+        return {"vocab_size": tables * self.vocab_size * d,
+                "max_position_embeddings": 2 * self.max_position_embeddings * d * learned,
+                # self-attention (and cross-attention) with W^O, the FFN, a LayerNorm each
+                "num_encoder_layers": self.num_encoder_layers * (4 * d * d + 2 * d * ff + 9 * d
+                                                                 + ff),
+                "num_decoder_layers": self.num_decoder_layers * (8 * d * d + 2 * d * ff + 15 * d
+                                                                 + ff),
+                "d_model": 4 * d * self.norm_first}
 
 
 # Named sizes. "base" and "big" are the paper's Table 3; the others fit a 2-core CPU.
@@ -103,15 +116,16 @@ TRANSFORMER_SIZES: dict[str, dict[str, Any]] = {
 }
 
 
-def transformer_config(size: str = "base", **overrides: Any) -> TransformerConfig:
-    """A named size of :data:`TRANSFORMER_SIZES` (``"base"``: the paper's), fields overridden."""
+def transformer_config(size: str = "base", *, max_parameters: int | None = None,
+                       **overrides: Any) -> TransformerConfig:
+    """A named size of :data:`TRANSFORMER_SIZES` (``"base"``: the paper's), fields overridden;
+    refused when the result is too big to build (:func:`check_model_size`)."""
     if size not in TRANSFORMER_SIZES:
         raise PlmError(f"unknown model size {size!r}; choose one of {', '.join(TRANSFORMER_SIZES)}",
                        field="size")
-    return TransformerConfig(**{**TRANSFORMER_SIZES[size], **overrides})
-
-
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "swish": F.silu}
+    config = TransformerConfig(**{**TRANSFORMER_SIZES[size], **overrides})
+    check_model_size(config, max_parameters=max_parameters)
+    return config
 
 
 # --------------------------------------------------------------------------------------------

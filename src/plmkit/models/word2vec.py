@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from plmkit._io import atomic_write
+from plmkit.config import FieldRules, validate_fields
 from plmkit.errors import PlmError
 from plmkit.models.pretrained import PretrainedMixin
 
@@ -68,18 +69,18 @@ class Word2VecConfig:
     max_sentence_length: int = 10000
     seed: int = 1
 
+    rules: ClassVar[FieldRules] = FieldRules(
+        positive=("vector_size", "window", "negative", "epochs", "workers", "batch_words",
+                  "min_count", "max_vocab_size", "max_sentence_length", "alpha"),
+        non_negative=("vocab_size", "min_alpha", "sample"),  # sample 0: no sub-sampling
+        choices={"arch": ARCHITECTURES})
+
     def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise PlmError(f"arch must be one of {', '.join(ARCHITECTURES)}, not {self.arch!r}",
-                           field="arch")
-        for name in ("vector_size", "window", "negative", "epochs", "workers", "batch_words",
-                     "min_count"):
-            if getattr(self, name) < 1:
-                raise PlmError(f"{name} must be ≥ 1, not {getattr(self, name)}", field=name)
-        if not 0 < self.alpha or self.min_alpha < 0:
-            raise PlmError("alpha must be > 0 and min_alpha ≥ 0", field="alpha")
-        if self.sample < 0:
-            raise PlmError("sample must be ≥ 0 (0 turns sub-sampling off)", field="sample")
+        validate_fields(self, self.rules)
+
+    def parameter_estimate(self) -> dict[str, int]:
+        """The input and output vector tables."""
+        return {"vocab_size": 2 * self.vocab_size * self.vector_size}
 
 
 # ------------------------------------------------------------------------------------- tables
