@@ -119,8 +119,10 @@ class FieldRules:
     ``positive``: sizes and counts (> 0); ``non_negative``: ids and rates that may be 0;
     ``probabilities``: dropout rates, in [0, 1]; ``choices``: names from a fixed set (e.g. the
     activation functions); ``multiples``: (width, heads) pairs, the width split evenly into heads;
-    ``token_ids``: ids that must name a row of the embedding, in [0, ``vocab_size``). Fields
-    holding ``None`` (unset optional fields) are skipped.
+    ``token_ids``: ids that must name a row of the embedding, in [0, ``vocab_size``);
+    ``at_most``: upper bounds, e.g. on a layer count, where building the modules alone would take
+    minutes before any size check could look at the result. Fields holding ``None`` (unset
+    optional fields) are skipped.
     """
 
     positive: tuple[str, ...] = ()
@@ -129,6 +131,7 @@ class FieldRules:
     choices: Mapping[str, Collection[str]] = dataclasses.field(default_factory=dict)
     multiples: tuple[tuple[str, str], ...] = ()
     token_ids: tuple[str, ...] = ()
+    at_most: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 def validate_fields(config: Any, rules: FieldRules) -> None:
@@ -156,6 +159,8 @@ def validate_fields(config: Any, rules: FieldRules) -> None:
             raise PlmError(f"{width} ({getattr(config, width)}) must be a multiple of {heads} "
                            f"({getattr(config, heads)}): each head gets an equal slice",
                            field=heads)
+    for name, bound in rules.at_most.items():
+        _check(config, name, lambda v: v <= bound, f"must be at most {bound:,}")
     for name in rules.token_ids:
         rows = config.vocab_size
         _check(config, name, lambda v: 0 <= v < rows,

@@ -29,7 +29,8 @@ from plmkit.errors import PlmError
 from plmkit.models.activations import ACTIVATIONS
 from plmkit.models.attention import (MultiHeadAttention, PackedTokens, attention_bias, pack,
                                      unpack)
-from plmkit.models.pretrained import PretrainedMixin, check_model_size, normalise_label_maps
+from plmkit.models.pretrained import (MAX_LAYERS, PretrainedMixin, check_model_size,
+                                      normalise_label_maps)
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
@@ -68,6 +69,7 @@ class BertConfig:
                  "problem_type": PROBLEM_TYPES},
         multiples=(("hidden_size", "num_attention_heads"),),
         token_ids=("pad_token_id",),
+        at_most={"num_hidden_layers": MAX_LAYERS},
     )
 
     def __post_init__(self) -> None:

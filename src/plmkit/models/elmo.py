@@ -28,7 +28,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from plmkit.config import FieldRules, config_from_dict, validate_fields
 from plmkit.errors import PlmError
 from plmkit.models.attention import masked_mean
-from plmkit.models.pretrained import PretrainedMixin
+from plmkit.models.pretrained import MAX_LAYERS, PretrainedMixin
 
 
 @dataclass
@@ -45,7 +45,8 @@ class ElmoConfig:
 
     rules: ClassVar[FieldRules] = FieldRules(
         positive=("vocab_size", "embedding_size", "hidden_size", "num_layers"),
-        probabilities=("dropout",), token_ids=("pad_token_id", "bos_token_id", "eos_token_id"))
+        probabilities=("dropout",), token_ids=("pad_token_id", "bos_token_id", "eos_token_id"),
+        at_most={"num_layers": MAX_LAYERS})
 
     def __post_init__(self) -> None:
         validate_fields(self, self.rules)

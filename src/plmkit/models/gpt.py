@@ -40,8 +40,8 @@ from plmkit.models.activations import ACTIVATIONS
 from plmkit.models.attention import (KeyValueCache, attention_bias, merge_heads,
                                      scaled_dot_product_attention, split_heads)
 from plmkit.models.bert import PROBLEM_TYPES
-from plmkit.models.pretrained import (HF_GENERIC_KEYS, PretrainedMixin, check_model_size,
-                                      normalise_label_maps)
+from plmkit.models.pretrained import (HF_GENERIC_KEYS, MAX_LAYERS, PretrainedMixin,
+                                      check_model_size, normalise_label_maps)
 
 
 @dataclass
@@ -83,6 +83,7 @@ class GPTConfig:
         probabilities=("resid_pdrop", "embd_pdrop", "attn_pdrop"),
         choices={"activation_function": tuple(ACTIVATIONS), "problem_type": PROBLEM_TYPES},
         multiples=(("n_embd", "n_head"),),
+        at_most={"n_layer": MAX_LAYERS},
     )
 
     def __post_init__(self) -> None:

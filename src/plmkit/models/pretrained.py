@@ -55,6 +55,9 @@ MAX_PARAMETERS_ENV = "PLMKIT_MAX_PARAMETERS"
 DEFAULT_MAX_PARAMETERS = 4_000_000_000
 MEMORY_SHARE = 0.75
 BYTES_PER_PARAMETER = 4  # float32
+# The deepest trained Transformers have about a hundred layers; building 100000 layers' modules
+# takes minutes (even when each is tiny), so a layer count past this is refused outright.
+MAX_LAYERS = 1024
 # Checkpoints may pad the embedding past the vocabulary to a round row count (multiples of 8 or
 # 64 suit matrix kernels: GPT-2's 50257 → 50304); fewer than this many rows of padding is that.
 VOCAB_PADDING_ROWS = 128
@@ -178,7 +181,7 @@ class PretrainedMixin:
         config = cls.load_config(folder, max_parameters=max_parameters, **config_overrides)
         model = cls(config, **model_kwargs)  # type: ignore[call-arg]
         state = load_state_dict(folder)
-        model.load_checkpoint_state(state, source=folder, strict_head=strict_head)
+        model.load_checkpoint_state(state, source=weights_file(folder), strict_head=strict_head)
         model.eval()
         return model
 
@@ -419,28 +422,33 @@ def normalise_label_maps(config: Any) -> None:
                            field="label2id") from None
 
 
+def weights_file(folder: str | Path) -> Path:
+    """The weights of a checkpoint folder: ``model.safetensors``, else ``pytorch_model.bin``."""
+    folder = Path(folder)
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).exists():
+            return folder / name
+    raise PlmError("no model.safetensors or pytorch_model.bin in checkpoint folder", path=folder)
+
+
 def load_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
     """Read ``model.safetensors``, or ``pytorch_model.bin`` with ``weights_only=True``."""
-    folder = Path(folder)
-    safetensors_path = folder / "model.safetensors"
-    if safetensors_path.exists():
+    path = weights_file(folder)
+    if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(safetensors_path))
+            return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise PlmError(f"cannot read weights ({exc}); the file is corrupted or truncated",
-                           path=safetensors_path) from None
-    bin_path = folder / "pytorch_model.bin"
-    if bin_path.exists():
-        try:
-            return torch.load(bin_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise PlmError(f"cannot read weights ({exc})", path=bin_path) from None
-    raise PlmError("no model.safetensors or pytorch_model.bin in checkpoint folder", path=folder)
+                           path=path) from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise PlmError(f"cannot read weights ({exc})", path=path) from None
 
 
-__all__ = ["HF_GENERIC_KEYS", "MAX_PARAMETERS_ENV", "PretrainedMixin", "check_model_size",
+__all__ = ["HF_GENERIC_KEYS", "MAX_LAYERS", "MAX_PARAMETERS_ENV", "PretrainedMixin", "check_model_size",
            "check_vocabulary", "check_weight_values", "load_state_dict", "normalise_label_maps",
-           "parameter_limit", "read_checkpoint_config"]
+           "parameter_limit", "read_checkpoint_config", "weights_file"]

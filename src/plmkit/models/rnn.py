@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from plmkit.config import FieldRules, validate_fields
 from plmkit.errors import PlmError
 from plmkit.models.nnlm import LMOutput, language_model_loss
-from plmkit.models.pretrained import PretrainedMixin
+from plmkit.models.pretrained import MAX_LAYERS, PretrainedMixin
 
 CELLS = ("rnn", "lstm")
 
@@ -44,7 +44,8 @@ class RNNLMConfig:
 
     rules: ClassVar[FieldRules] = FieldRules(
         positive=("vocab_size", "embedding_size", "hidden_size", "num_layers"),
-        non_negative=("init_range",), probabilities=("dropout",), choices={"cell": CELLS})
+        non_negative=("init_range",), probabilities=("dropout",), choices={"cell": CELLS},
+        at_most={"num_layers": MAX_LAYERS})
 
     def __post_init__(self) -> None:
         validate_fields(self, self.rules)

@@ -39,7 +39,7 @@ from plmkit.config import FieldRules, validate_fields
 from plmkit.errors import PlmError
 from plmkit.models.activations import ACTIVATIONS
 from plmkit.models.attention import KeyValueCache, MultiHeadAttention, attention_bias
-from plmkit.models.pretrained import PretrainedMixin, check_model_size
+from plmkit.models.pretrained import MAX_LAYERS, PretrainedMixin, check_model_size
 
 
 @dataclass
@@ -81,6 +81,7 @@ class TransformerConfig:
                  "positional_encoding": ("sinusoidal", "learned")},
         multiples=(("d_model", "num_heads"),),
         token_ids=("pad_token_id", "bos_token_id", "eos_token_id"),
+        at_most={"num_encoder_layers": MAX_LAYERS, "num_decoder_layers": MAX_LAYERS},
     )
 
     def __post_init__(self) -> None:
