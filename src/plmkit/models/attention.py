@@ -20,6 +20,14 @@ Two paths compute the same thing: the fast path calls
 ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels, no (L×L) probability tensor
 kept for backward); the explicit path writes the softmax out and is used when the caller asks for
 the attention probabilities (visualisation) — see :func:`scaled_dot_product_attention`.
+
+Reading order: :func:`scaled_dot_product_attention` is the formula above and
+:meth:`MultiHeadAttention.forward` the paper's three steps (project and split into heads, attend,
+concatenate). The machinery that makes it fast or incremental is set apart, each piece saying why
+it exists: :class:`StackedProjection` (Q, K, V in one matrix multiply), :class:`PackedTokens`
+(token-wise work on real tokens only) and :class:`KeyValueCache` (one new token per decoding step).
+GPT-2's attention (``models/gpt.py``) keeps its own fused ``c_attn`` weights, as its checkpoints
+store them, and shares everything from the heads on (:func:`heads_of_self_attention`).
 """
 
 from __future__ import annotations
@@ -201,16 +209,31 @@ class AttentionOutput:
     probabilities: Tensor | None = None
 
 
+def heads_of_self_attention(queries: Tensor, keys: Tensor, values: Tensor, num_heads: int,
+                            cache: KeyValueCache | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Projected Q, K, V (batch, length, d_model) split into heads; during incremental decoding
+    K and V are appended to ``cache`` and the whole cached K, V come back."""
+    keys, values = split_heads(keys, num_heads), split_heads(values, num_heads)
+    if cache is not None:
+        keys, values = cache.append(keys, values)
+    return split_heads(queries, num_heads), keys, values
+
+
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention with separate query/key/value projections.
+    """Multi-head attention (Vaswani et al., 2017, section 3.2.2)::
 
-    Parameter names (``query``, ``key``, ``value``) are Hugging Face BERT's, so BERT checkpoints load
-    unchanged. The output projection W^O belongs to the caller (BERT names it ``output.dense``).
+        MultiHead(Q, K, V) = Concat(head_1, …, head_h)
+        head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
 
-    Self-attention: call with ``hidden_states`` only. Cross-attention: also pass
-    ``key_value_states`` (the encoder output). For speed the three projections of self-attention
-    run as one matrix multiply over the concatenated weights (fused QKV) when ``fuse_qkv``, and so
-    do the key and value projections of cross-attention (fused KV), which read the same memory.
+    Self-attention: call with ``hidden_states`` only (Q, K and V all come from it).
+    Cross-attention: also pass ``key_value_states`` (the encoder output, where K and V come from).
+    The output projection W^O belongs to the caller (BERT names it ``output.dense``). Parameter
+    names (``query``, ``key``, ``value``) are Hugging Face BERT's, so BERT checkpoints load
+    unchanged.
+
+    :meth:`forward` is the paper's three steps. The rest serves speed and decoding, each piece
+    set apart: the stacked projection weights (:class:`StackedProjection`), packed real tokens
+    (:class:`PackedTokens`), and the key/value caches of incremental decoding.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0,
@@ -224,49 +247,9 @@ class MultiHeadAttention(nn.Module):
         self.query = nn.Linear(hidden_size, hidden_size, bias=bias)
         self.key = nn.Linear(key_value_size, hidden_size, bias=bias)
         self.value = nn.Linear(key_value_size, hidden_size, bias=bias)
+        # Q, K, V (or K, V of cross-attention) in one matrix multiply; off: three separate ones.
         self.fuse_qkv = True
-        self._fused: dict[str, tuple[tuple[int, ...], Tensor, Tensor | None]] = {}
-
-    def fused_projection(self, which: str = "qkv") -> tuple[Tensor, Tensor | None]:
-        """W_Q, W_K, W_V stacked into one (3·d_model × d_model) matrix, and their biases
-        (``which="kv"``: W_K and W_V only, for cross-attention).
-
-        With gradients on, the concatenation is rebuilt every call (autograd must see it). Without
-        (inference), it is kept and rebuilt only when a weight changes (tensor version counters),
-        so serving a model pays for the copy once, not once per batch.
-        """
-        parts = (self.query, self.key, self.value) if which == "qkv" else (self.key, self.value)
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            self._fused.pop(which, None)
-            return self._stack(parts)
-        stamp = tuple(t._version for p in parts for t in (p.weight, p.bias) if t is not None)
-        stamp += tuple(p.weight.data_ptr() for p in parts)
-        kept = self._fused.get(which)
-        if kept is None or kept[0] != stamp:
-            with torch.no_grad():
-                weight, bias = self._stack(parts)
-            kept = self._fused[which] = (stamp, weight, bias)
-        return kept[1], kept[2]
-
-    @staticmethod
-    def _stack(parts: tuple[nn.Linear, ...]) -> tuple[Tensor, Tensor | None]:
-        weight = torch.cat([p.weight for p in parts])
-        bias = None if parts[0].bias is None else torch.cat([p.bias for p in parts])
-        return weight, bias
-
-    def project_self(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        if not self.fuse_qkv:
-            return self.query(hidden_states), self.key(hidden_states), self.value(hidden_states)
-        weight, bias = self.fused_projection()
-        return F.linear(hidden_states, weight, bias).chunk(3, dim=-1)
-
-    def project_memory(self, key_value_states: Tensor) -> tuple[Tensor, Tensor]:
-        """Cross-attention keys and values of the encoder output, one matrix multiply."""
-        if not self.fuse_qkv:
-            return self.key(key_value_states), self.value(key_value_states)
-        weight, bias = self.fused_projection("kv")
-        keys, values = F.linear(key_value_states, weight, bias).chunk(2, dim=-1)
-        return keys, values
+        self._stacked = StackedProjection()
 
     def forward(
         self,
@@ -282,44 +265,104 @@ class MultiHeadAttention(nn.Module):
     ) -> AttentionOutput:
         """Attend from ``hidden_states`` to itself, or to ``key_value_states`` (cross-attention).
 
-        ``cache`` extends self-attention keys/values step by step; ``static_keys_values`` reuses the
-        already projected encoder keys/values across decoding steps (cross-attention).
-        ``packed``: self-attention over packed real tokens, ``hidden_states`` (tokens, width) in
-        and out (see :class:`PackedTokens`); ``bias`` still masks the padding keys.
+        ``bias`` is the additive mask M (:func:`attention_bias`); ``is_causal`` asks for the
+        causal mask instead. ``cache`` extends self-attention keys/values step by step;
+        ``static_keys_values`` reuses encoder keys/values already projected by
+        :meth:`project_keys_values`. ``packed``: ``hidden_states`` holds the real tokens only,
+        (tokens, width), in and out (see :class:`PackedTokens`).
         """
-        heads = self.num_heads
-        if packed is not None and (key_value_states is not None or cache is not None
-                                   or static_keys_values is not None):
-            raise ValueError("packed tokens serve plain self-attention only")
-        if key_value_states is None and static_keys_values is None:
-            queries, keys, values = self.project_self(hidden_states)
-            if packed is not None:  # projections ran on real tokens; attention needs the batch
-                queries, keys, values = (unpack(t, packed) for t in (queries, keys, values))
-            keys, values = split_heads(keys, heads), split_heads(values, heads)
-            if cache is not None:
-                keys, values = cache.append(keys, values)
-        else:
-            queries = self.query(hidden_states)
-            if static_keys_values is not None:
-                keys, values = static_keys_values
-            else:
-                keys, values = self.project_memory(key_value_states)
-                keys, values = split_heads(keys, heads), split_heads(values, heads)
-        queries = split_heads(queries, heads)
+        # 1. Q W^Q, K W^K, V W^V, split into h heads of d_k = d_model / h.
+        queries, keys, values = self.heads(hidden_states, key_value_states, static_keys_values,
+                                           cache, packed)
+        # 2. Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + M) V, in every head at once.
         context, probabilities = scaled_dot_product_attention(
-            queries, keys, values, bias,
-            is_causal=is_causal,
+            queries, keys, values, bias, is_causal=is_causal,
             dropout=self.dropout if self.training else 0.0,
-            return_probabilities=return_probabilities,
-        )
+            return_probabilities=return_probabilities)
+        # 3. Concat(head_1, …, head_h).
         context = merge_heads(context)
         return AttentionOutput(pack(context, packed) if packed is not None else context,
                                probabilities)
 
+    def heads(self, hidden_states: Tensor, key_value_states: Tensor | None = None,
+              static_keys_values: tuple[Tensor, Tensor] | None = None,
+              cache: KeyValueCache | None = None, packed: PackedTokens | None = None,
+              ) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values, (batch, heads, length, d_k) each."""
+        cross = key_value_states is not None or static_keys_values is not None
+        if packed is not None and (cross or cache is not None):
+            raise ValueError("packed tokens serve plain self-attention only")
+        if cross:
+            queries = split_heads(self.query(hidden_states), self.num_heads)
+            if static_keys_values is None:
+                static_keys_values = self.project_keys_values(key_value_states)
+            return (queries, *static_keys_values)
+        queries, keys, values = self.project_self(hidden_states)
+        if packed is not None:  # the projections ran on real tokens; attention needs the batch
+            queries, keys, values = (unpack(t, packed) for t in (queries, keys, values))
+        return heads_of_self_attention(queries, keys, values, self.num_heads, cache)
+
     def project_keys_values(self, key_value_states: Tensor) -> tuple[Tensor, Tensor]:
-        """Encoder keys/values for cross-attention, computed once per source sentence."""
+        """Encoder keys/values for cross-attention, split into heads: a decoder computes them
+        once per source sentence and passes them back as ``static_keys_values``."""
         keys, values = self.project_memory(key_value_states)
         return split_heads(keys, self.num_heads), split_heads(values, self.num_heads)
+
+    # ----------------------------------------------------------------------------- projections
+    def project_self(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x W^Q, x W^K, x W^V, (…, d_model) each."""
+        if not self.fuse_qkv:
+            return self.query(hidden_states), self.key(hidden_states), self.value(hidden_states)
+        weight, bias = self.fused_projection("qkv")
+        return F.linear(hidden_states, weight, bias).chunk(3, dim=-1)
+
+    def project_memory(self, key_value_states: Tensor) -> tuple[Tensor, Tensor]:
+        """m W^K, m W^V of the encoder output m (cross-attention)."""
+        if not self.fuse_qkv:
+            return self.key(key_value_states), self.value(key_value_states)
+        weight, bias = self.fused_projection("kv")
+        keys, values = F.linear(key_value_states, weight, bias).chunk(2, dim=-1)
+        return keys, values
+
+    def fused_projection(self, which: str = "qkv") -> tuple[Tensor, Tensor | None]:
+        """[W^Q; W^K; W^V] (or [W^K; W^V] for ``which="kv"``) and their biases, stacked."""
+        parts = (self.query, self.key, self.value) if which == "qkv" else (self.key, self.value)
+        return self._stacked.get(which, parts)
+
+
+class StackedProjection:
+    """Projection weights stacked into one matrix, and the copy kept between inference calls.
+
+    Why stack: one (3·d × d) matrix multiply reads the activations once and launches one kernel
+    instead of three, which is measurably faster for the small widths of this project. Why keep:
+    stacking copies 3·d² weights. Under autograd the copy is made on every call (gradients must
+    flow back to W^Q, W^K, W^V); at inference the weights do not change between batches, so the
+    copy is kept and remade only when a weight's version counter (bumped by every in-place
+    update: an optimizer step, ``load_state_dict``) or its storage (``.to()``) changes. A plain
+    object, not a module: the copy is never saved, moved or trained.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[tuple[int, ...], Tensor, Tensor | None]] = {}
+
+    def get(self, which: str, parts: tuple[nn.Linear, ...]) -> tuple[Tensor, Tensor | None]:
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            self._kept.pop(which, None)
+            return self._stack(parts)
+        stamp = tuple(t._version for p in parts for t in (p.weight, p.bias) if t is not None)
+        stamp += tuple(p.weight.data_ptr() for p in parts)
+        kept = self._kept.get(which)
+        if kept is None or kept[0] != stamp:
+            with torch.no_grad():
+                weight, bias = self._stack(parts)
+            kept = self._kept[which] = (stamp, weight, bias)
+        return kept[1], kept[2]
+
+    @staticmethod
+    def _stack(parts: tuple[nn.Linear, ...]) -> tuple[Tensor, Tensor | None]:
+        weight = torch.cat([p.weight for p in parts])
+        bias = None if parts[0].bias is None else torch.cat([p.bias for p in parts])
+        return weight, bias
 
 
 __all__ = [
@@ -327,7 +370,9 @@ __all__ = [
     "KeyValueCache",
     "MultiHeadAttention",
     "PackedTokens",
+    "StackedProjection",
     "attention_bias",
+    "heads_of_self_attention",
     "masked_mean",
     "merge_heads",
     "pack",

@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from plmkit.config import FieldRules, config_from_dict, validate_fields
 from plmkit.errors import PlmError
 from plmkit.models.activations import ACTIVATIONS
-from plmkit.models.attention import (KeyValueCache, attention_bias, merge_heads,
-                                     scaled_dot_product_attention, split_heads)
+from plmkit.models.attention import (KeyValueCache, attention_bias, heads_of_self_attention,
+                                     merge_heads, scaled_dot_product_attention)
 from plmkit.models.bert import PROBLEM_TYPES
 from plmkit.models.pretrained import (HF_GENERIC_KEYS, MAX_LAYERS, PretrainedMixin,
                                       check_model_size, normalise_label_maps)
@@ -230,9 +230,9 @@ def causal_bias(attention_mask: Tensor | None, dtype: torch.dtype, query_length:
 class GPTAttention(nn.Module):
     """Masked multi-head self-attention with GPT-2's fused ``c_attn`` (Q, K and V in one matrix).
 
-    The projections are GPT-2's; the attention itself is plmkit's one core
-    (:func:`scaled_dot_product_attention`), with keys/values appended to a
-    :class:`KeyValueCache` during generation.
+    Not :class:`~plmkit.models.attention.MultiHeadAttention`: GPT-2 checkpoints store W^Q, W^K,
+    W^V as one transposed ``c_attn`` matrix, so this module keeps that parameter and shares the
+    core from the heads on (splitting, the key/value cache, scaled dot-product attention).
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -246,12 +246,8 @@ class GPTAttention(nn.Module):
 
     def forward(self, hidden_states: Tensor, bias: Tensor | None, is_causal: bool,
                 cache: KeyValueCache | None = None) -> Tensor:
-        queries, keys, values = self.c_attn(hidden_states).split(self.n_embd, dim=2)
-        queries = split_heads(queries, self.n_head)
-        keys = split_heads(keys, self.n_head)
-        values = split_heads(values, self.n_head)
-        if cache is not None:
-            keys, values = cache.append(keys, values)
+        queries, keys, values = heads_of_self_attention(
+            *self.c_attn(hidden_states).split(self.n_embd, dim=2), self.n_head, cache)
         context, _ = scaled_dot_product_attention(
             queries, keys, values, bias, is_causal=is_causal,
             dropout=self.attn_pdrop if self.training else 0.0)
