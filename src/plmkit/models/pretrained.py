@@ -51,6 +51,7 @@ HF_GENERIC_KEYS = (
 
 # The size bound: explicit argument, else this environment variable, else the default — the smaller
 # of 4e9 parameters and what float32 weights can take of three quarters of the machine's memory.
+# The CLI's flag for it is ``plm --max-parameters N`` (it sets the variable for the whole command).
 MAX_PARAMETERS_ENV = "PLMKIT_MAX_PARAMETERS"
 DEFAULT_MAX_PARAMETERS = 4_000_000_000
 MEMORY_SHARE = 0.75
