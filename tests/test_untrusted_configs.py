@@ -290,6 +290,66 @@ def test_from_pretrained_takes_the_bound(tmp_path):
     assert BertModel.from_pretrained(folder, max_parameters=10**6).num_parameters() < 10**6
 
 
+FOLDER_MODELS = [(m, c) for m, c, changes in MODELS if not changes] + [
+    (BertModel, BertConfig), (BertForSequenceClassification, BertConfig)]
+
+
+@pytest.mark.parametrize("model_class, config_class", FOLDER_MODELS,
+                         ids=[m.__name__ for m, _ in FOLDER_MODELS])
+def test_every_model_folder_is_checked_on_loading(tmp_path, model_class, config_class):
+    """Each model's saved folder, with one thing broken: the config (a list, a bad size), the
+    vocabulary (one token too many) or a weight (NaN)."""
+    from safetensors.torch import load_file, save_file
+
+    config = config_class(**GOOD[config_class])
+    rows = model_class.embedding_rows(config)
+    good = tmp_path / "good"
+    model_class(config).save_pretrained(good)
+    (good / "vocab.txt").write_text("".join(f"w{i}\n" for i in range(rows)), encoding="utf-8")
+    assert model_class.from_pretrained(good).num_parameters() > 0
+
+    def broken(name: str) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        return folder
+
+    folder = broken("list")
+    (folder / "config.json").write_text("[]")
+    with pytest.raises(PlmError, match="config.json: expected a JSON object"):
+        model_class.from_pretrained(folder)
+    folder = broken("size")
+    size_field = config_class.rules.positive[0]
+    _edit_config(folder, **{size_field: -1})
+    with pytest.raises(PlmError, match=f"config.json \\[{size_field}\\]: must be > 0"):
+        model_class.from_pretrained(folder)
+    folder = broken("vocab")
+    with open(folder / "vocab.txt", "a", encoding="utf-8") as handle:
+        handle.write("one-too-many\n")
+    with pytest.raises(PlmError, match="\\[vocab_size\\]: vocab.txt lists"):
+        model_class.from_pretrained(folder)
+    folder = broken("nan")
+    state = load_file(str(folder / "model.safetensors"))
+    name = max(state, key=lambda k: state[k].numel())
+    state[name].view(-1)[0] = float("inf")
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(PlmError, match="model.safetensors \\[.*\\]: weights hold NaN or inf"):
+        model_class.from_pretrained(folder)
+
+
+def test_read_checkpoint_config_refuses_what_is_not_a_config(tmp_path):
+    from plmkit.models.pretrained import read_checkpoint_config
+
+    with pytest.raises(PlmError, match="no config.json"):
+        read_checkpoint_config(tmp_path)
+    for text, words in (("[1, 2]", "found a JSON list"), ("{", "invalid JSON"),
+                        ("7", "found int 7")):
+        (tmp_path / "config.json").write_text(text)
+        with pytest.raises(PlmError, match=words):
+            read_checkpoint_config(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    assert read_checkpoint_config(tmp_path) == {"model_type": "bert"}
+
+
 # ----------------------------------------------------------------------------- through the CLI
 def _heads_zero(folder):
     _edit_config(folder, num_attention_heads=0)
