@@ -120,3 +120,16 @@ def test_no_module_unpickles_without_weights_only():
                                              "weights_only=False")):
                 offenders.append(f"{path.name}:{number}")
     assert offenders == []
+
+
+@pytest.mark.parametrize("damage", ["[1, 2]", "{not json", ""])
+def test_a_corrupt_config_in_the_checkpoint_to_resume_is_one_line(damage, tmp_path, capsys):
+    output = tmp_path / "run"
+    assert main(tiny_run("train-gpt", tmp_path / "inputs", output, 2)) == 0
+    checkpoint = sorted(output.glob("checkpoint-*"))[-1]
+    (checkpoint / "config.json").write_text(damage)
+    capsys.readouterr()
+    assert main(tiny_run("train-gpt", tmp_path / "inputs", output, 3, "--resume")) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "config.json" in errors[0] and "Traceback" not in err

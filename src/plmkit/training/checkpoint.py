@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from plmkit._io import atomic_dir
+from plmkit.config import load_json_object
 from plmkit.errors import PlmError
+from plmkit.models.pretrained import read_checkpoint_config
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.pt"
@@ -151,34 +153,13 @@ def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
 def saved_training_config(checkpoint: Path) -> dict[str, Any]:
     """The checkpoint's ``training_config.json`` ({} when absent); a damaged one is an error."""
     path = checkpoint / "training_config.json"
-    if not path.exists():
-        return {}
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PlmError(f"checkpoint's training config is not valid JSON ({exc})", path=path) from None
-    if not isinstance(saved, dict):
-        raise PlmError("checkpoint's training config is not a JSON object", path=path)
-    return saved
-
-
-def _saved_model_config(checkpoint: Path) -> dict[str, Any]:
-    path = checkpoint / "config.json"
-    if not path.exists():
-        raise PlmError("not a checkpoint (no config.json)", path=checkpoint)
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PlmError(f"checkpoint's config.json is not valid JSON ({exc})", path=path) from None
-    if not isinstance(saved, dict):
-        raise PlmError("checkpoint's config.json is not a JSON object", path=path)
-    return saved
+    return load_json_object(path) if path.exists() else {}
 
 
 def check_compatible(checkpoint: Path, model_config: dict[str, Any],
                      training_config: dict[str, Any]) -> None:
     """Refuse to resume with another model or another optimisation recipe (names the fields)."""
-    saved_model = _saved_model_config(checkpoint)
+    saved_model = read_checkpoint_config(checkpoint)
     differences = [f"model.{k}: checkpoint {saved_model.get(k)!r} vs now {v!r}"
                    for k, v in model_config.items()
                    if k in saved_model and saved_model[k] != v and k not in ("architectures",)]
