@@ -16,10 +16,10 @@ from plmkit.data.parallel import (build_dataset, collate_translation, encode_par
                                   read_parallel, special_tokens, translation_batches)
 from plmkit.errors import PlmError
 from plmkit.evaluation.decoding import (EncoderDecoderStepper, LengthPenalty, beam_search,
-                                        greedy_search, translate_batch)
+                                        corpus_bleu, greedy_search, translate_batch)
 from plmkit.models.transformer import (TransformerModel, label_smoothed_loss,
                                        sinusoidal_positions, transformer_config)
-from plmkit.training.seq2seq import TranslationTask, corpus_bleu
+from plmkit.training.seq2seq import TranslationTask
 
 VOCAB = 20
 
@@ -376,7 +376,7 @@ def make_vocab_folder(folder: Path) -> Path:
 
 
 def make_vocab_folder_tokenizer(folder: Path):
-    from plmkit.data.parallel import load_tokenizer
+    from plmkit.downstream import load_tokenizer
 
     return load_tokenizer(make_vocab_folder(folder / "vocab"))
 

@@ -34,14 +34,8 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="plm", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # area not built yet
-                continue
-            raise
-        module.register(subparsers)
+    for name in COMMAND_MODULES:  # a module that fails to import is a bug: let it show
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

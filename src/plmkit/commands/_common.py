@@ -1,16 +1,18 @@
 """Flags every training command shares, declared once so they are spelt and behave the same in
-``train-gpt``, ``finetune-gpt``, ``train-translation`` and ``train-lm`` (``pretrain`` reads the same
-names but leaves unset ones to its TOML file)."""
+``finetune``, ``train-gpt``, ``finetune-gpt``, ``train-translation`` and ``train-lm`` (``pretrain``
+reads the same names but leaves unset ones to its TOML file)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
+from plmkit.errors import PlmError
 from plmkit.precision import PRECISIONS
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, *, resume: bool = True) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Budget, precision, compile, seed, checkpoints, resume and progress flags."""
     group = parser.add_argument_group("run")
     group.add_argument("--max-minutes", type=float, default=0.0,
@@ -24,18 +26,60 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, resume: bool = True) -
                             "with fp32 master weights")
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
     group.add_argument("--seed", type=int, default=42)
-    if resume:
-        group.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                           help="continue from the last (or the given) checkpoint in --output")
+    group.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                       help="continue from the last (or the given) checkpoint in --output")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`~plmkit.training.TrainingConfig` fields those flags set."""
     if args.max_minutes < 0:
-        from plmkit.errors import PlmError
-
         raise PlmError("--max-minutes must be ≥ 0", field="max_minutes")
+    if args.save_every < 0:
+        raise PlmError("--save-every must be ≥ 0", field="save_every")
     return {"max_minutes": args.max_minutes, "save_every": args.save_every,
             "precision": args.precision, "compile": args.compile, "seed": args.seed,
             "progress": not args.no_progress}
+
+
+def resume_from(args: argparse.Namespace) -> bool | Path:
+    """What ``--resume`` means, checked before any work: False, or the checkpoint folder.
+
+    A bare ``--resume`` is the last checkpoint in ``--output`` (True when there is none yet, so
+    the Trainer says "nothing to resume"); ``--resume checkpoint-N`` names a folder inside
+    ``--output`` unless it is a path that exists. The checkpoint's ``config.json`` is read here
+    so that a damaged one is a one-line error naming it, not a traceback halfway through.
+    """
+    from plmkit.training.checkpoint import list_checkpoints
+
+    if not args.resume:
+        return False
+    output = Path(args.output)
+    if args.resume is True:
+        found = list_checkpoints(output)
+        if not found:
+            return True
+        checkpoint = found[-1]
+    else:
+        checkpoint = Path(args.resume)
+        if not checkpoint.exists() and (output / checkpoint).exists():
+            checkpoint = output / checkpoint
+        if not checkpoint.is_dir():
+            raise PlmError("no such checkpoint (a folder, or checkpoint-N inside --output)",
+                           path=checkpoint, field="resume")
+    _check_checkpoint_config(checkpoint)
+    return checkpoint
+
+
+def _check_checkpoint_config(checkpoint: Path) -> None:
+    """The JSON files resuming reads must each hold an object (else: one line naming the file)."""
+    from plmkit.downstream.settings import read_json_object
+
+    if not (checkpoint / "config.json").is_file():
+        raise PlmError("not a checkpoint (no config.json)", path=checkpoint, field="resume")
+    read_json_object(checkpoint / "config.json")
+    if (checkpoint / "training_config.json").is_file():
+        read_json_object(checkpoint / "training_config.json")
+
+
+__all__ = ["PRECISIONS", "add_run_arguments", "resume_from", "run_options"]

@@ -130,7 +130,7 @@ def run_attention(args: argparse.Namespace) -> int:
     import torch
 
     from plmkit.models.bert import BertModel
-    from plmkit.pipelines.fill_mask import load_tokenizer
+    from plmkit.downstream import load_tokenizer
 
     folder = resolve_checkpoint(args.checkpoint)
     if not args.text.strip():

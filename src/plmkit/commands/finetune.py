@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from plmkit.commands._common import add_run_arguments, resume_from, run_options
+from plmkit.downstream.settings import TASK_NAMES, canonical_task
 from plmkit.errors import PlmError
-from plmkit.precision import PRECISIONS
-
-TASK_CHOICES = ("classify", "pair", "tag", "qa", "ner")
+from plmkit.pipelines import finetuned_pipeline
 
 
 def register(subparsers) -> None:
@@ -60,7 +60,7 @@ def _register_finetune(subparsers) -> None:
                     "kept (early stopping with --patience), test scores in results.json. Data "
                     "may be files or built-in datasets: polarity:train, wic:dev, "
                     "wordnet_qa:test, people_daily_ner:train.")
-    parser.add_argument("--task", required=True, choices=TASK_CHOICES,
+    parser.add_argument("--task", required=True, choices=TASK_NAMES, metavar="TASK",
                         help="classify (text,label), pair (text_a,text_b,label), qa (SQuAD "
                              "JSON), tag / ner (CoNLL)")
     parser.add_argument("--model", required=True, help="checkpoint folder to start from")
@@ -75,7 +75,6 @@ def _register_finetune(subparsers) -> None:
     parser.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=5e-5)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--warmup-ratio", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--eval-every", type=int, default=0,
                         help="evaluate every N steps (default: every epoch)")
     parser.add_argument("--metric", dest="metric_for_best", default=None,
@@ -90,12 +89,9 @@ def _register_finetune(subparsers) -> None:
                         help="tag: scheme the model predicts (input files may use either)")
     parser.add_argument("--regression", action="store_true",
                         help="classify/pair: numeric labels, MSE loss, Pearson/Spearman")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto (default): bf16 where the hardware computes it natively, else "
-                             "fp32")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--no-progress", action="store_true")
     _add_reading_flags(parser, defaults=True)
+    add_run_arguments(parser)
     parser.set_defaults(func=run_finetune)
 
 
@@ -107,7 +103,7 @@ def _register_evaluate(subparsers) -> None:
                     "read from the checkpoint.")
     parser.add_argument("--model", required=True, help="fine-tuned checkpoint folder")
     parser.add_argument("--data", required=True, help="labelled file or NAME:SPLIT")
-    parser.add_argument("--task", choices=TASK_CHOICES, default=None,
+    parser.add_argument("--task", choices=TASK_NAMES, metavar="TASK", default=None,
                         help="only for checkpoints without task.json")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto")
@@ -127,7 +123,7 @@ def _register_predict(subparsers) -> None:
     parser.add_argument("--model", required=True, help="fine-tuned checkpoint folder")
     parser.add_argument("--input", required=True, help="input file or NAME:SPLIT")
     parser.add_argument("--output", required=True, help="output .jsonl")
-    parser.add_argument("--task", choices=TASK_CHOICES, default=None)
+    parser.add_argument("--task", choices=TASK_NAMES, metavar="TASK", default=None)
     parser.add_argument("--input-format", choices=("conll", "text", "table"), default=None,
                         help="tag: how to read --input (default: from the suffix and content)")
     parser.add_argument("--output-scheme", choices=("bio", "iobes"), default=None,
@@ -136,6 +132,8 @@ def _register_predict(subparsers) -> None:
                         help="qa: also write each question's id and the answer's character span")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (there is none either when stderr is not a terminal)")
     _add_reading_flags(parser, defaults=False)
     parser.set_defaults(func=run_predict)
 
@@ -181,12 +179,16 @@ def _reading_overrides(args: argparse.Namespace) -> dict:
 
 
 def _task_name(name: str | None) -> str | None:
-    return {"ner": "tag"}.get(name, name) if name else None
+    return canonical_task(name) if name else None
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from plmkit.training.finetune import FinetuneConfig, TaskSettings, finetune
+    from plmkit.downstream import TaskSettings
+    from plmkit.training.finetune import FinetuneConfig, finetune
 
+    if args.batch_size < 1 or args.epochs <= 0 and args.max_steps <= 0:
+        raise PlmError("--batch-size and --epochs (or --max-steps) must be positive")
+    resume = resume_from(args)
     settings = TaskSettings(task=_task_name(args.task), scheme=args.scheme,
                             regression=args.regression, **_reading_overrides(args))
     config = FinetuneConfig(
@@ -194,14 +196,12 @@ def run_finetune(args: argparse.Namespace) -> int:
         output_dir=args.output, epochs=args.epochs, max_steps=args.max_steps,
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
         learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio, seed=args.seed, eval_every=args.eval_every,
+        warmup_ratio=args.warmup_ratio, eval_every=args.eval_every,
         metric_for_best=args.metric_for_best,
         early_stopping_patience=args.early_stopping_patience,
-        train_fraction=args.train_fraction, precision=args.precision, device=args.device,
-        progress=not args.no_progress, settings=settings)
-    if args.batch_size < 1 or args.epochs <= 0 and args.max_steps <= 0:
-        raise PlmError("--batch-size and --epochs (or --max-steps) must be positive")
-    result = finetune(config)
+        train_fraction=args.train_fraction, device=args.device, settings=settings,
+        **run_options(args))
+    result = finetune(config, resume=resume)
     print(f"fine-tuned {settings.task} on {result.train_examples} examples, "
           f"{result.global_step} steps, {result.seconds:.0f}s → {result.output_dir}")
     if result.dev_metrics:
@@ -219,7 +219,7 @@ def _format_metrics(metrics: dict) -> str:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from plmkit._io import write_text_atomic
-    from plmkit.training.finetune import evaluate_checkpoint
+    from plmkit.downstream import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(args.model, args.data, task=_task_name(args.task),
                                   batch_size=args.batch_size, device=args.device,
@@ -231,26 +231,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_pipeline(model: str, task: str | None, **options):
-    from plmkit.pipelines import pipeline
-    from plmkit.training.finetune import load_settings
-
-    folder = Path(model)
-    if not folder.is_dir():
-        raise PlmError("checkpoint folder not found", path=folder)
-    settings = load_settings(folder, task=task)
-    name = {"classify": "classify", "pair": "classify", "tag": "ner", "qa": "qa"}[settings.task]
-    return pipeline(name, model=folder, task=task, **options)
-
-
 CONLL_SUFFIXES = (".conll", ".txt", ".bio", ".iob", ".iobes")
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from plmkit.data.tasks import write_conll, write_jsonl
 
-    pipe = _open_pipeline(args.model, _task_name(args.task), batch_size=args.batch_size,
-                          device=args.device, **_reading_overrides(args))
+    progress = not args.no_progress and sys.stderr.isatty()
+    pipe = finetuned_pipeline(args.model, _task_name(args.task), batch_size=args.batch_size,
+                          device=args.device, progress=progress, **_reading_overrides(args))
     if pipe.settings.task != "tag":
         records = pipe.predict_file(args.input)
         if pipe.settings.task == "qa" and not args.details:
@@ -282,7 +271,7 @@ def _lines(texts: list[str]) -> list[str]:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    pipe = _open_pipeline(args.model, None)
+    pipe = finetuned_pipeline(args.model, None)
     texts = _lines(args.texts)
     inputs = [(t, args.pair) for t in texts] if args.pair is not None else texts
     for text, result in zip(texts, pipe(inputs)):
@@ -296,7 +285,7 @@ def run_classify(args: argparse.Namespace) -> int:
 
 
 def run_ner(args: argparse.Namespace) -> int:
-    pipe = _open_pipeline(args.model, None)
+    pipe = finetuned_pipeline(args.model, None)
     for result in pipe(_lines(args.texts)):
         if args.json:
             print(json.dumps(result, ensure_ascii=False))
@@ -314,7 +303,7 @@ def run_qa(args: argparse.Namespace) -> int:
     context = args.context
     if context.startswith("@"):
         context = read_text_file(context[1:])
-    pipe = _open_pipeline(args.model, None)
+    pipe = finetuned_pipeline(args.model, None)
     questions = _lines(args.question)
     results = pipe(inputs=[{"question": q, "context": context} for q in questions])
     for question, result in zip(questions, results):

@@ -210,17 +210,6 @@ def vocabulary_size(tokenizer: Any) -> int:
     return len(tokenizer)
 
 
-def load_tokenizer(folder: str | Path) -> Any:
-    """The WordPiece vocabulary saved in a checkpoint (or vocabulary) folder."""
-    from plmkit.tokenization import WordPieceTokenizer
-
-    folder = Path(folder)
-    if not (folder / "vocab.txt").exists():
-        raise PlmError("no vocab.txt: not a vocabulary or translation checkpoint folder",
-                       path=folder)
-    return WordPieceTokenizer.from_pretrained(folder)
-
-
 def train_joint_vocabulary(pairs: Iterable[tuple[str, str]], *, vocab_size: int = 8000,
                            lowercase: bool = False, **options: Any) -> Any:
     """One WordPiece vocabulary for both languages (the paper's shared source/target vocabulary)."""
@@ -338,7 +327,7 @@ def translation_batches(dataset: ParallelDataset, batch_size: int, pad_token_id:
 __all__ = [
     "EncodingReport", "ParallelCorpus", "ParallelDataset", "SpecialTokens", "TranslationCollator",
     "build_dataset", "collate_translation", "decode_ids", "encode_parallel", "encode_texts",
-    "load_tokenizer", "read_parallel", "resolve_parallel_argument", "special_tokens",
+    "read_parallel", "resolve_parallel_argument", "special_tokens",
     "train_joint_vocabulary", "vocabulary_size",
     "translation_batches",
 ]

@@ -18,14 +18,16 @@ from typing import Any
 
 from plmkit.errors import PlmError
 
-PIPELINES: dict[str, str] = {
+# Fine-tuned BERT checkpoints, by task family; any name or alias of a family finds its class
+# (:data:`plmkit.downstream.settings.TASK_ALIASES`: "ner", "question-answering", ...).
+TASK_PIPELINES: dict[str, str] = {
     "classify": "plmkit.pipelines.classify:ClassificationPipeline",
-    "text-classification": "plmkit.pipelines.classify:ClassificationPipeline",
-    "ner": "plmkit.pipelines.tagging:TaggingPipeline",
+    "pair": "plmkit.pipelines.classify:ClassificationPipeline",
     "tag": "plmkit.pipelines.tagging:TaggingPipeline",
-    "token-classification": "plmkit.pipelines.tagging:TaggingPipeline",
     "qa": "plmkit.pipelines.qa:QuestionAnsweringPipeline",
-    "question-answering": "plmkit.pipelines.qa:QuestionAnsweringPipeline",
+}
+# The other pipelines.
+PIPELINES: dict[str, str] = {
     "fill-mask": "plmkit.pipelines.fill_mask:FillMaskPipeline",
     "embed": "plmkit.pipelines.embed:EmbeddingPipeline",
     "feature-extraction": "plmkit.pipelines.embed:EmbeddingPipeline",
@@ -36,12 +38,21 @@ PIPELINES: dict[str, str] = {
 }
 
 
-def pipeline_class(name: str) -> type:
-    if name not in PIPELINES:
-        raise PlmError(f"unknown pipeline {name!r}; choose one of {', '.join(sorted(PIPELINES))}",
-                       field="pipeline")
-    module_name, _, class_name = PIPELINES[name].partition(":")
+def _load(spec: str) -> type:
+    module_name, _, class_name = spec.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def pipeline_class(name: str) -> type:
+    """The class behind a pipeline name or a task family's name or alias."""
+    from plmkit.downstream.settings import TASK_ALIASES, TASK_NAMES
+
+    if name in PIPELINES:
+        return _load(PIPELINES[name])
+    if name in TASK_NAMES:
+        return _load(TASK_PIPELINES[TASK_ALIASES.get(name, name)])
+    raise PlmError(f"unknown pipeline {name!r}; choose one of "
+                   f"{', '.join(sorted((*PIPELINES, *TASK_NAMES)))}", field="pipeline")
 
 
 def pipeline(name: str, model: str | Path, **options: Any) -> Any:
@@ -49,4 +60,16 @@ def pipeline(name: str, model: str | Path, **options: Any) -> Any:
     return pipeline_class(name)(model, **options)
 
 
-__all__ = ["PIPELINES", "pipeline", "pipeline_class"]
+def finetuned_pipeline(model: str | Path, task: str | None = None, **options: Any) -> Any:
+    """The pipeline for whatever family the fine-tuned checkpoint ``model`` was trained on
+    (read from its ``task.json``, or its architecture; ``task`` for folders that say neither)."""
+    from plmkit.downstream.settings import load_settings
+
+    folder = Path(model)
+    if not folder.is_dir():
+        raise PlmError("checkpoint folder not found", path=folder)
+    settings = load_settings(folder, task=task)
+    return _load(TASK_PIPELINES[settings.task])(folder, task=task, **options)
+
+
+__all__ = ["PIPELINES", "TASK_PIPELINES", "finetuned_pipeline", "pipeline", "pipeline_class"]

@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 import torch
 
 from plmkit.errors import PlmError
-from plmkit.training.finetune import (TaskData, TaskSettings, eval_batches, featurize,
-                                      load_finetuned, load_settings, load_tokenizer, make_task)
-from plmkit.training.trainer import move_to, resolve_device
+from plmkit.downstream import (TaskData, TaskSettings, eval_batches, featurize, load_finetuned,
+                               load_settings, load_tokenizer, make_predictor)
+from plmkit.runtime import move_to, progress_bar, resolve_device
 
 
 class FinetunedPipeline:
@@ -21,13 +21,14 @@ class FinetunedPipeline:
         model: the checkpoint folder (``plm finetune``'s output, or any HF folder with the head).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``.
         batch_size: inputs per forward pass.
+        progress: draw a progress bar on stderr while predicting (long files).
         settings: overrides of the checkpoint's task settings (e.g. ``max_length=256``).
     """
 
     tasks: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model: str | Path, *, device: str = "cpu", batch_size: int = 32,
-                 **settings: Any) -> None:
+                 progress: bool = False, **settings: Any) -> None:
         self.folder = Path(model)
         if not self.folder.is_dir():
             raise PlmError("checkpoint folder not found", path=self.folder)
@@ -41,7 +42,8 @@ class FinetunedPipeline:
         self.device = resolve_device(device)
         self.model.to(self.device).eval()
         self.batch_size = batch_size
-        self.task = make_task(self.settings, self.model)
+        self.progress = progress
+        self.task = make_predictor(self.settings, self.model)
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -51,9 +53,13 @@ class FinetunedPipeline:
         return featurize(self.settings, self.tokenizer, examples, None, training=False)
 
     def batches(self, data: TaskData) -> Iterator[dict[str, Any]]:
+        """The features in batches on the device; with ``progress``, a bar counts the inputs
+        (QA: the passage windows) as they are predicted."""
         source = eval_batches(data, self.batch_size, self.tokenizer.pad_token_id)
-        for batch in source.batches(0):
-            yield move_to(batch, self.device)
+        with progress_bar(len(data.features), 0, self.progress, "predict", "input") as bar:
+            for batch in source.batches(0):
+                yield move_to(batch, self.device)
+                bar.update(len(batch["input_ids"]))
 
     def no_grad(self) -> torch.autograd.grad_mode.no_grad:
         return torch.no_grad()

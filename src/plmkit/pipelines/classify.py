@@ -10,7 +10,7 @@ import numpy as np
 
 from plmkit.data.tasks import TextExample
 from plmkit.pipelines.base import FinetunedPipeline
-from plmkit.training.finetune import read_examples
+from plmkit.downstream import read_examples
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ class EmbeddingPipeline:
     def __init__(self, model: str | Path, *, batch_size: int = 32, max_length: int = 256,
                  normalize: bool = True, device: str = "cpu") -> None:
         from plmkit.models.bert import BertModel
-        from plmkit.pipelines.fill_mask import load_tokenizer
+        from plmkit.downstream import load_tokenizer
 
         self.tokenizer = load_tokenizer(model)
         self.model = BertModel.from_pretrained(model).to(device).eval()

@@ -18,15 +18,6 @@ class MaskPrediction:
     sequence: str
 
 
-def load_tokenizer(folder: str | Path):
-    from plmkit.tokenization import WordPieceTokenizer
-
-    folder = Path(folder)
-    if not (folder / "vocab.txt").exists():
-        raise PlmError("checkpoint has no vocab.txt; save it with a tokenizer", path=folder)
-    return WordPieceTokenizer.from_pretrained(folder)
-
-
 class FillMaskPipeline:
     """``pipeline("fill-mask", model=DIR)("Paris is the [MASK] of France.")``.
 
@@ -34,6 +25,7 @@ class FillMaskPipeline:
     """
 
     def __init__(self, model: str | Path, *, top_k: int = 5, device: str = "cpu") -> None:
+        from plmkit.downstream import load_tokenizer
         from plmkit.models.bert import BertForMaskedLM
 
         self.tokenizer = load_tokenizer(model)

@@ -8,7 +8,7 @@ from typing import Any
 
 from plmkit.data.tasks_qa import QAExample, QAPrediction
 from plmkit.pipelines.base import FinetunedPipeline
-from plmkit.training.finetune import QuestionAnsweringTask, read_examples
+from plmkit.downstream import QuestionAnsweringPredictor, read_examples
 
 
 class QuestionAnsweringPipeline(FinetunedPipeline):
@@ -38,7 +38,7 @@ class QuestionAnsweringPipeline(FinetunedPipeline):
         if not examples:
             return []
         data = self.features(examples)
-        task = QuestionAnsweringTask(self.settings, data.examples, data.qa_features or [])
+        task = QuestionAnsweringPredictor(self.settings, data.examples, data.qa_features or [])
         with self.no_grad():
             return task.predictions(self.model, self.batches(data))
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 
-from plmkit.data.parallel import load_tokenizer
+from plmkit.downstream import load_tokenizer
 from plmkit.errors import PlmError
 from plmkit.evaluation.decoding import LengthPenalty, TranslationReport, translate_texts
 from plmkit.models.transformer import TransformerModel
-from plmkit.training.trainer import resolve_device
+from plmkit.runtime import resolve_device
 
 
 class TranslationPipeline:

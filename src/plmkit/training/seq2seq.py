@@ -7,12 +7,13 @@ noam_d_model=d_model, learning_rate=1.0 or 2.0, adam_betas=(0.9, 0.98), adam_eps
 the paper's optimiser.
 
 ``evaluate``: held-out loss, plain per-token NLL and its perplexity, token accuracy under teacher
-forcing; and, when given a ``decode`` function (the decoding searches live in the evaluation
-layer, above this one, so they are passed in rather than imported), the sentence exact-match rate
-and corpus BLEU (sacreBLEU) of the decoded outputs against the references. These references are
-the label ids spelled back by the vocabulary (so [UNK] and WordPiece's spacing count the same on
-both sides); the test BLEU that ``plm train-translation`` reports at the end is against the raw
-reference text (:func:`plmkit.evaluation.decoding.evaluate_bleu`).
+forcing; and, when given a ``decode`` function (a search from :mod:`plmkit.evaluation.decoding`,
+passed in so that the caller chooses greedy or beam and its settings), the sentence exact-match
+rate and corpus BLEU (:func:`plmkit.evaluation.decoding.corpus_bleu`, the one place BLEU is
+computed) of the decoded outputs against the references. These references are the label ids
+spelled back by the vocabulary (so [UNK] and WordPiece's spacing count the same on both sides);
+the test BLEU that ``plm train-translation`` reports at the end is against the raw reference text
+(:func:`plmkit.evaluation.decoding.evaluate_bleu`).
 """
 
 from __future__ import annotations
@@ -30,24 +31,13 @@ from plmkit.data.parallel import (ParallelCorpus, ParallelDataset, encode_parall
                                   resolve_parallel_argument, special_tokens,
                                   train_joint_vocabulary, translation_batches,
                                   vocabulary_size)
+from plmkit.downstream.loading import load_tokenizer
 from plmkit.errors import PlmError
+from plmkit.evaluation.decoding import corpus_bleu
 from plmkit.models.transformer import TransformerModel, transformer_config
 
 # decode(model, input_ids, attention_mask) -> generated ids per sentence (no BOS/EOS)
 DecodeFunction = Callable[[nn.Module, Tensor, Tensor | None], list[list[int]]]
-
-
-def corpus_bleu(hypotheses: list[str], references: list[str], *, tokenize: str = "13a") -> float:
-    """sacreBLEU corpus BLEU (0–100) of detokenised text against one reference each.
-
-    ``tokenize``: sacreBLEU's tokeniser — ``13a`` (the WMT default, fine for German), ``zh`` for
-    Chinese, ``intl`` for mixed scripts.
-    """
-    import sacrebleu
-
-    if not hypotheses:
-        return 0.0
-    return float(sacrebleu.corpus_bleu(hypotheses, [references], tokenize=tokenize).score)
 
 
 def _references(labels: Tensor, eos_token_id: int) -> list[list[int]]:
@@ -149,8 +139,6 @@ def paper_training_config(output_dir: str, d_model: int, **overrides: Any):
     return TrainingConfig(**values)
 
 
-
-
 # --------------------------------------------------------------------------------------------
 # The recipe behind ``plm train-translation``
 # --------------------------------------------------------------------------------------------
@@ -222,18 +210,17 @@ def _corpus(value: list[str] | None, setup: TranslationSetup, split: str,
 
 def _tokenizer(setup: TranslationSetup, train: ParallelCorpus, output_dir: Path, resume: Any,
                log: Callable[[str], None]) -> Any:
-    from plmkit.data.parallel import load_tokenizer
-
     if setup.tokenizer:
         return load_tokenizer(setup.tokenizer)
     if resume:
         from plmkit.training.checkpoint import list_checkpoints
 
         found = list_checkpoints(output_dir)
+        if resume is not True and str(resume) not in ("True", "auto", "latest"):
+            named = Path(resume)  # checkpoint-N means the one in the output folder
+            return load_tokenizer(named if named.exists() else output_dir / named)
         if found:
-            return load_tokenizer(found[-1] if resume is True or str(resume) in ("True", "auto",
-                                                                                 "latest")
-                                  else resume)
+            return load_tokenizer(found[-1])
     log(f"training a joint WordPiece vocabulary of {setup.vocab_size:,} on both sides "
         f"({'uncased' if setup.lowercase else 'cased'})")
     return train_joint_vocabulary(train.pairs, vocab_size=setup.vocab_size,
@@ -285,9 +272,10 @@ def train_translation(setup: TranslationSetup, training: Any, *,
                       ) -> tuple[TransformerModel, TranslationData, Any]:
     """Corpora → joint vocabulary → Transformer → the one Trainer. ``decode`` (greedy search,
     passed in from the evaluation layer) adds dev exact match and BLEU to each evaluation."""
-    from plmkit.training.trainer import Trainer
+    from plmkit.training.trainer import Trainer, seed_everything
 
     data = load_translation_data(setup, output_dir=training.output_dir, resume=resume, log=log)
+    seed_everything(training.seed)  # the initial weights are drawn here: --seed reproduces them
     model = build_translation_model(setup, data.tokenizer)
     log(f"model: Transformer {setup.size}, {model.num_parameters():,} parameters, "
         f"vocabulary {model.config.vocab_size:,}")

@@ -1,0 +1,91 @@
+"""A checkpoint folder in, a model and tokenizer out: the family's head on an encoder, or a
+fine-tuned model with every weight.
+
+:func:`load_tokenizer` is the one loader of the WordPiece vocabulary saved beside any checkpoint
+(pre-trained, fine-tuned or translation), so every command says the same thing when it is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from plmkit.downstream.settings import TaskSettings, checkpoint_config
+from plmkit.errors import PlmError
+from plmkit.models.bert import (BertForQuestionAnswering, BertForSequenceClassification,
+                                BertForTokenClassification)
+from plmkit.models.pretrained import load_state_dict
+
+ARCHITECTURES: dict[str, type] = {
+    "classify": BertForSequenceClassification, "pair": BertForSequenceClassification,
+    "tag": BertForTokenClassification, "qa": BertForQuestionAnswering,
+}
+HEAD_PREFIXES = ("classifier.", "qa_outputs.")
+
+
+def load_tokenizer(folder: str | Path) -> Any:
+    """The WordPiece tokenizer saved in a checkpoint folder (``vocab.txt``, or Hugging Face's
+    ``tokenizer.json``), with its ``tokenizer_config.json`` options."""
+    from plmkit.tokenization import WordPieceTokenizer
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PlmError("checkpoint or vocabulary folder not found", path=folder)
+    if not (folder / "vocab.txt").exists() and not (folder / "tokenizer.json").exists():
+        raise PlmError("no vocab.txt beside the model: cannot tokenise", path=folder)
+    return WordPieceTokenizer.from_pretrained(folder)
+
+
+def build_model(settings: TaskSettings, folder: str | Path, labels: Sequence[str] | None,
+                ) -> nn.Module:
+    """The family's BERT head on the encoder of ``folder``.
+
+    The checkpoint's own head is kept only when it is the same kind of head with the same label
+    set (continuing a fine-tuning run); otherwise the head starts fresh (N(0, 0.02)).
+    """
+    folder = Path(folder)
+    cls = ARCHITECTURES[settings.task]
+    saved = checkpoint_config(folder)
+    overrides: dict[str, Any] = {}
+    if settings.task in ("classify", "pair") and settings.regression:
+        overrides = {"num_labels": 1, "problem_type": "regression", "id2label": None,
+                     "label2id": None}
+    elif labels is not None:
+        overrides = {"id2label": dict(enumerate(labels)),
+                     "label2id": {label: i for i, label in enumerate(labels)},
+                     "problem_type": "single_label_classification"
+                     if settings.task != "tag" else None}
+    config = cls.load_config(folder, **overrides)
+    model = cls(config)
+    state = load_state_dict(folder)
+    same_head = ((saved.get("architectures") or [""])[0] == cls.hf_architecture
+                 and _same_labels(saved.get("id2label"), overrides.get("id2label"),
+                                  settings.regression))
+    if not same_head:
+        state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
+    model.load_checkpoint_state(state, source=folder)
+    return model
+
+
+def _same_labels(saved: dict | None, wanted: dict | None, regression: bool) -> bool:
+    if regression or wanted is None:
+        return True
+    if not saved:
+        return False
+    return {int(k): v for k, v in saved.items()} == {int(k): v for k, v in wanted.items()}
+
+
+def load_finetuned(folder: str | Path, settings: TaskSettings) -> nn.Module:
+    """A fine-tuned model for prediction: every weight, the head included, must be there."""
+    cls = ARCHITECTURES[settings.task]
+    try:
+        return cls.from_pretrained(folder, strict_head=True)
+    except PlmError as exc:
+        raise PlmError(f"{exc.message} (is this a fine-tuned {settings.task} checkpoint?)",
+                       path=exc.path or folder, field=exc.field) from None
+
+
+__all__ = ["ARCHITECTURES", "HEAD_PREFIXES", "build_model", "load_finetuned", "load_tokenizer"]
