@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from plmkit.commands._common import add_run_arguments, run_options
+from plmkit.commands._common import add_run_arguments, resume_from, run_options
 from plmkit.errors import PlmError
 
 
@@ -214,12 +214,23 @@ def _neural_perplexity(folder: Path, sentences, batch_size: int) -> dict[str, fl
 
 # ------------------------------------------------------------------------------------- vectors
 def load_vectors(source: str):
+    """Word vectors from a file or folder; a vector that is not finite (NaN, ±inf) is an error
+    naming the word, since every cosine with it is NaN and the neighbours would be silently
+    empty or wrong."""
+    import numpy as np
+
     from plmkit.models.word2vec import KeyedVectors
 
     path = Path(source)
-    if path.is_dir():
-        return KeyedVectors.from_pretrained(path)
-    return KeyedVectors.load_word2vec_format(path)
+    vectors = (KeyedVectors.from_pretrained(path) if path.is_dir()
+               else KeyedVectors.load_word2vec_format(path))
+    bad = np.flatnonzero(~np.isfinite(vectors.vectors).all(axis=1))
+    if bad.size:
+        words = ", ".join(repr(vectors.index_to_key[i]) for i in bad[:3])
+        more = f" and {bad.size - 3:,} more" if bad.size > 3 else ""
+        raise PlmError(f"{bad.size:,} vector(s) hold NaN or infinite values ({words}{more}); "
+                       "the file is damaged or training diverged", path=path, field="vectors")
+    return vectors
 
 
 def run_word2vec(args: argparse.Namespace) -> int:
@@ -299,6 +310,7 @@ def run_train_lm(args: argparse.Namespace) -> int:
     from plmkit.training import TrainingConfig
     from plmkit.training.tasks_lm import LMRecipe, default_optimization, train_language_model
 
+    resume = resume_from(args)
     options = {"lowercase": args.lowercase, "char_level": args.char_level}
     train = read_corpus(args.corpus, **options)
     valid_source = args.valid or ("ptb" if args.corpus == "ptb" else None)
@@ -325,7 +337,7 @@ def run_train_lm(args: argparse.Namespace) -> int:
         **run_options(args))
     print(f"{args.arch}: {len(train):,} training sentences, vocabulary {len(vocab):,}")
     model, result = train_language_model(recipe, train, vocab, training, valid=valid,
-                                         resume=args.resume, **sizes)
+                                         resume=resume, **sizes)
     line = f"trained {result.global_step} steps; model in {args.output}"
     if "eval_perplexity" in result.metrics:
         line += f"; valid perplexity {result.metrics['eval_perplexity']:.2f}"

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from plmkit.commands._common import add_run_arguments, run_options
+from plmkit.commands._common import add_run_arguments, resume_from, run_options
 from plmkit.errors import PlmError
 
 
@@ -75,7 +75,7 @@ def register(subparsers) -> None:
                       help="λ of the auxiliary language-model loss (0 = off)")
     tune.add_argument("--eval-every", type=int, default=0)
     tune.add_argument("--output", required=True, help="output folder")
-    add_run_arguments(tune, resume=False)
+    add_run_arguments(tune)
     tune.set_defaults(func=run_finetune)
 
     gen = subparsers.add_parser(
@@ -104,6 +104,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.max_steps < 1:
         raise PlmError("--max-steps must be ≥ 1", field="max_steps")
+    resume = resume_from(args)
     setup = GPTPretrainingConfig(
         corpus=args.corpus, level=args.level, size=args.size, block_size=args.block_size,
         batch_size=args.batch_size, dropout=args.dropout, min_count=args.min_count,
@@ -115,7 +116,7 @@ def run_train(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup_steps,
         adam_betas=(0.9, 0.95), eval_every=args.eval_every,
         plot_metrics=("loss", "eval_loss"), **run_options(args))
-    _, results = pretrain_gpt(setup, training, resume=args.resume,
+    _, results = pretrain_gpt(setup, training, resume=resume,
                               log=lambda m: print(m, file=sys.stderr))
     print(json.dumps({k: round(v, 4) for k, v in results.items()}))
     return 0
@@ -131,6 +132,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     if args.max_length < 3:
         raise PlmError("--max-length must be ≥ 3 (<start>, a token, <extract>)",
                        field="max_length")
+    resume = resume_from(args)
     setup = GPTFinetuneConfig(
         train=args.train, dev=args.dev, test=args.test, text_column=args.text_column,
         text_pair_column=args.text_pair_column, label_column=args.label_column,
@@ -140,7 +142,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate, warmup_ratio=args.warmup_ratio, schedule="linear",
         eval_every=args.eval_every, plot_metrics=("loss", "eval_accuracy"),
         **run_options(args))
-    results = finetune_gpt(args.checkpoint, setup, training,
+    results = finetune_gpt(args.checkpoint, setup, training, resume=resume,
                            log=lambda m: print(f"plmkit: {m}", file=sys.stderr))
     print(json.dumps({k: round(v, 4) for k, v in results.items()}))
     return 0

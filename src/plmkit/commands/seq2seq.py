@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from plmkit.commands._common import add_run_arguments, run_options
+from plmkit.commands._common import add_run_arguments, resume_from, run_options
 from plmkit.errors import PlmError
 
 
@@ -101,6 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise PlmError(f"--{name.replace('_', '-')} must be ≥ 1", field=name)
     if not 0 <= args.label_smoothing < 1:
         raise PlmError("--label-smoothing must be in [0, 1)", field="label_smoothing")
+    resume = resume_from(args)
     setup = TranslationSetup(
         train=args.train, dev=args.dev, test=args.test, source_lang=args.src_lang,
         target_lang=args.tgt_lang, size=args.size, vocab_size=args.vocab_size,
@@ -112,8 +113,8 @@ def run_train(args: argparse.Namespace) -> int:
         bleu_sentences=args.bleu_sentences)
     training = translation_training_config(args)
     decode = functools.partial(translate_batch, beam_size=1)
-    model, data, result = train_translation(setup, training, decode=decode, resume=args.resume,
-                                            log=_log)
+    model, data, result = train_translation(setup, training, decode=decode,
+                                            resume=resume, log=_log)
     results: dict = {"global_step": result.global_step,
                      **{k: v for k, v in result.metrics.items() if k.startswith("eval_")}}
     test = data.test or data.dev

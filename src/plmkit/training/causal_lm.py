@@ -31,7 +31,7 @@ from plmkit._io import write_text_atomic
 from plmkit.data.text_lm import LMData, lm_batches, load_lm_data
 from plmkit.errors import PlmError
 from plmkit.models.gpt import GPTLMHeadModel, causal_lm_loss, gpt_config
-from plmkit.training.trainer import Trainer, TrainingConfig, TrainResult, move_to
+from plmkit.training.trainer import Trainer, TrainingConfig, TrainResult, move_to, seed_everything
 
 
 def _count_targets(targets: Tensor) -> int:
@@ -157,7 +157,7 @@ def pretrain_gpt(setup: GPTPretrainingConfig, training: TrainingConfig, *,
     data = load_lm_data(setup.corpus, setup.level, min_count=setup.min_count,
                         max_vocab=setup.max_vocab, lowercase=setup.lowercase)
     log(f"corpus {setup.corpus}: {data.describe()}")
-    torch.manual_seed(training.seed)
+    seed_everything(training.seed)  # the initial weights are drawn here: --seed reproduces them
     model = build_gpt(data, setup)
     log(f"model: GPT {setup.size}, {model.num_parameters() / 1e6:.2f}M parameters, "
         f"context {setup.block_size}")
@@ -232,11 +232,12 @@ def encode_gpt_examples(examples: list[Any], tokenizer: Any, label2id: dict[str,
 
 
 def finetune_gpt(checkpoint: str | Path, setup: GPTFinetuneConfig, training: TrainingConfig, *,
-                 log=print) -> dict[str, float]:
+                 resume: bool | str | Path = False, log=print) -> dict[str, float]:
     """Fine-tune a ``plm train-gpt`` checkpoint as a classifier, GPT-1's way.
 
     Writes the classifier (``GPTForSequenceClassification``, HF layout, with its tokenizer) to
     ``training.output_dir`` and ``results.json`` (dev/test accuracy); returns those results.
+    ``resume``: continue from the last (True) or the given checkpoint of an interrupted run.
     """
     from plmkit.data.tasks import label_list
     from plmkit.data.text_lm import GPT_TASK_TOKENS, classification_batches, load_text_tokenizer
@@ -255,6 +256,9 @@ def finetune_gpt(checkpoint: str | Path, setup: GPTFinetuneConfig, training: Tra
         raise PlmError(f"the training data has one label only ({labels[0]!r})",
                        path=setup.train, field=setup.label_column)
     label2id = {name: i for i, name in enumerate(labels)}
+    # The fresh head and the task tokens' embedding rows are drawn here: seed first, so --seed
+    # reproduces them whatever the process drew before.
+    seed_everything(training.seed)
     model = GPTForSequenceClassification.from_pretrained(
         checkpoint, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id=label2id, pad_token_id=tokenizer.pad_id)
@@ -281,7 +285,7 @@ def finetune_gpt(checkpoint: str | Path, setup: GPTFinetuneConfig, training: Tra
                       classification_batches(sets["train"], setup.batch_size, pad,
                                              seed=training.seed), training,
                       eval_data=batches("dev") if "dev" in sets else None, tokenizer=tokenizer)
-    result = trainer.train()
+    result = trainer.train(resume=resume)
     results: dict[str, float] = {"steps": float(result.global_step)}
     model.eval()
     with torch.no_grad():

@@ -38,7 +38,7 @@ from plmkit.models.elmo import ElmoBiLM, ElmoConfig
 from plmkit.models.nnlm import NNLM, NNLMConfig
 from plmkit.models.rnn import RNNLanguageModel, RNNLMConfig, detach_hidden
 from plmkit.models.word2vec import KeyedVectors, SgnsKernel, Word2VecConfig, Word2VecModel
-from plmkit.training.trainer import Trainer, TrainingConfig, TrainResult, unwrap
+from plmkit.training.trainer import Trainer, TrainingConfig, TrainResult, seed_everything, unwrap
 
 
 # --------------------------------------------------------------------------------- word2vec
@@ -272,7 +272,9 @@ def train_language_model(recipe: LMRecipe, train: Sequence[Sequence[str]], vocab
                          model: nn.Module | None = None, resume: bool | str = False,
                          **sizes: Any) -> tuple[nn.Module, TrainResult]:
     """Train an NNLM, RNN, LSTM or ELMo biLM through the Trainer; returns (model, result)."""
-    model = model or build_language_model(recipe, vocab, **sizes)
+    if model is None:
+        seed_everything(training.seed)  # the initial weights: --seed reproduces them
+        model = build_language_model(recipe, vocab, **sizes)
     train_data, task = lm_data(recipe, train, vocab, shuffle=True, seed=training.seed)
     eval_data = lm_data(recipe, valid, vocab, shuffle=False)[0] if valid else None
     trainer = Trainer(model, task, train_data, training, eval_data=eval_data, tokenizer=vocab)
