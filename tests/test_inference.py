@@ -159,3 +159,40 @@ def test_similar_on_vectors_holding_nan_says_why(tmp_path, capsys):
     vectors.write_text("3 2\ncat 0.1 0.2\ndog 0.2 0.3\nmat 0.4 0.1\n", encoding="utf-8")
     assert main(["similar", str(vectors), "cat", "-k", "2"]) == 0
     assert "dog" in capsys.readouterr().out
+
+
+# Commands whose --output is a file, with arguments naming inputs that do not exist: the
+# output is checked first, so the error must be about the output, before any input is read.
+FILE_OUTPUTS = {
+    "predict": ["predict", "--model", "missing", "--input", "missing.csv", "--output"],
+    "evaluate": ["evaluate", "--model", "missing", "--data", "missing.csv", "--output"],
+    "translate": ["translate", "missing", "--input", "missing.txt", "--output"],
+    "ngram": ["ngram", "--corpus", "missing.txt", "-o"],
+    "word2vec": ["word2vec", "--corpus", "missing.txt", "-o"],
+    "embed": ["embed", "--model", "missing", "a sentence", "--output"],
+    "attention": ["attention", "missing", "a sentence", "-o"],
+}
+# Commands whose --output is a folder they fill (checked by their own tests).
+FOLDER_OUTPUTS = {"train-tokenizer", "pretrain", "finetune", "train-translation", "train-gpt",
+                  "finetune-gpt", "train-lm", "ladder", "demo"}
+
+
+def test_an_output_file_that_names_a_folder_is_refused_before_any_work(tmp_path, capsys):
+    from plmkit.cli import build_parser
+
+    subparsers = next(a for a in build_parser()._actions if hasattr(a, "choices")
+                      and isinstance(a.choices, dict))
+    with_output = {name for name, parser in subparsers.choices.items()
+                   if any("--output" in a.option_strings for a in parser._actions)}
+    assert with_output == set(FILE_OUTPUTS) | FOLDER_OUTPUTS  # a new command must say which
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    for name, argv in FILE_OUTPUTS.items():
+        assert main([*argv, str(folder)]) == 2, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is a folder" in err and str(folder) in err, (name, err)
+        assert list(folder.iterdir()) == []
+    inside_a_file = tmp_path / "plain.txt"
+    inside_a_file.write_text("x")
+    assert main([*FILE_OUTPUTS["predict"], str(inside_a_file / "out.jsonl")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

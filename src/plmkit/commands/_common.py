@@ -5,6 +5,7 @@ reads the same names but leaves unset ones to its TOML file)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,25 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_minutes": args.max_minutes, "save_every": args.save_every,
             "precision": args.precision, "compile": args.compile, "seed": args.seed,
             "progress": not args.no_progress}
+
+
+def check_output_file(path: str | Path | None) -> None:
+    """Before any work: a file to write must not name a folder, and its folder must be a
+    writable folder — found now, not after the whole computation."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise PlmError("is a folder; give the name of a file to write", path=path,
+                       field="output")
+    folder = path.parent if str(path.parent) else Path(".")
+    while not folder.exists() and folder != folder.parent:  # created on writing
+        folder = folder.parent
+    if not folder.is_dir():
+        raise PlmError("is a file, not a folder: cannot write inside it", path=folder,
+                       field="output")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PlmError("cannot write here (permission denied)", path=folder, field="output")
 
 
 def resume_from(args: argparse.Namespace) -> bool | Path:
@@ -82,4 +102,4 @@ def _check_checkpoint_config(checkpoint: Path) -> None:
         read_json_object(checkpoint / "training_config.json")
 
 
-__all__ = ["PRECISIONS", "add_run_arguments", "resume_from", "run_options"]
+__all__ = ["PRECISIONS", "add_run_arguments", "check_output_file", "resume_from", "run_options"]

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from plmkit.commands._common import check_output_file
 from plmkit.errors import PlmError
 
 
@@ -102,6 +103,7 @@ def _read_sentences(args: argparse.Namespace) -> list[str]:
 def run_embed(args: argparse.Namespace) -> int:
     from plmkit.pipelines.embed import EmbeddingPipeline, cosine_matrix
 
+    check_output_file(args.output)
     sentences = _read_sentences(args)
     embedder = EmbeddingPipeline(resolve_checkpoint(args.model))
     vectors = embedder(sentences)
@@ -129,9 +131,10 @@ def format_similarity(sentences: list[str], matrix: list[list[float]]) -> str:
 def run_attention(args: argparse.Namespace) -> int:
     import torch
 
-    from plmkit.models.bert import BertModel
     from plmkit.downstream import load_tokenizer
+    from plmkit.models.bert import BertModel
 
+    check_output_file(args.output)
     folder = resolve_checkpoint(args.checkpoint)
     if not args.text.strip():
         raise PlmError("empty text", field="text")

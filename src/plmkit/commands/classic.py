@@ -12,7 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from plmkit.commands._common import add_run_arguments, resume_from, run_options
+from plmkit.commands._common import (add_run_arguments, check_output_file, resume_from,
+                                     run_options)
 from plmkit.errors import PlmError
 
 
@@ -142,6 +143,7 @@ def read_corpus(corpus: str, *, split: str = "train", lowercase: bool = False,
 def run_ngram(args: argparse.Namespace) -> int:
     from plmkit.models.ngram import NgramLM
 
+    check_output_file(args.output)
     sentences = read_corpus(args.corpus, lowercase=args.lowercase)
     model = NgramLM.train(sentences, args.order, args.smoothing, k=args.k,
                           min_count=args.min_count, modified=not args.plain_kn)
@@ -237,6 +239,7 @@ def run_word2vec(args: argparse.Namespace) -> int:
     from plmkit.models.word2vec import Word2VecConfig
     from plmkit.training.tasks_lm import train_word2vec
 
+    check_output_file(args.output)
     config = Word2VecConfig(arch=args.arch, vector_size=args.dim, window=args.window,
                             negative=args.negative, min_count=args.min_count, sample=args.sample,
                             epochs=args.epochs, alpha=args.alpha, workers=args.workers,

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from plmkit.commands._common import add_run_arguments, resume_from, run_options
+from plmkit.commands._common import (add_run_arguments, check_output_file, resume_from,
+                                     run_options)
 from plmkit.downstream.settings import TASK_NAMES, canonical_task
 from plmkit.errors import PlmError
 from plmkit.pipelines import finetuned_pipeline
@@ -221,6 +222,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from plmkit._io import write_text_atomic
     from plmkit.downstream import evaluate_checkpoint
 
+    check_output_file(args.output)
+
     metrics = evaluate_checkpoint(args.model, args.data, task=_task_name(args.task),
                                   batch_size=args.batch_size, device=args.device,
                                   **_reading_overrides(args))
@@ -237,6 +240,7 @@ CONLL_SUFFIXES = (".conll", ".txt", ".bio", ".iob", ".iobes")
 def run_predict(args: argparse.Namespace) -> int:
     from plmkit.data.tasks import write_conll, write_jsonl
 
+    check_output_file(args.output)
     progress = not args.no_progress and sys.stderr.isatty()
     pipe = finetuned_pipeline(args.model, _task_name(args.task), batch_size=args.batch_size,
                           device=args.device, progress=progress, **_reading_overrides(args))

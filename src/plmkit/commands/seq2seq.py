@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from plmkit.commands._common import add_run_arguments, resume_from, run_options
+from plmkit.commands._common import (add_run_arguments, check_output_file, resume_from,
+                                     run_options)
 from plmkit.errors import PlmError
 
 
@@ -160,6 +161,7 @@ def run_translate(args: argparse.Namespace) -> int:
 
     if args.input and args.sentences:
         raise PlmError("give sentences or --input, not both", field="input")
+    check_output_file(args.output)
     if args.input:
         text = read_text_file(args.input)
         lines = text.split("\n")
