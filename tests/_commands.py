@@ -78,6 +78,28 @@ def _train_translation(folder: Path) -> list[str]:
             "tiny", "--batch-size", "4", "--warmup-steps", "1", "--max-length", "16"]
 
 
+def _finetune(folder: Path) -> list[str]:
+    """A tiny random BERT (written once into ``folder``) fine-tuned to classify sentences."""
+    import torch
+
+    from plmkit.models.bert import BertConfig, BertForPreTraining
+
+    words = sorted(set(TEXT.split()))
+    base = folder / "bert"
+    if not base.exists():
+        torch.manual_seed(0)
+        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+        BertForPreTraining(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                                      num_attention_heads=2, intermediate_size=32,
+                                      max_position_embeddings=32)).save_pretrained(base)
+        (base / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    train = folder / "bert-train.csv"
+    train.write_text("text,label\n" + "".join(f"{line},{'cat' if 'cat' in line else 'other'}\n"
+                                               for line in TEXT.splitlines()[:24]))
+    return ["finetune", "--task", "classify", "--model", str(base), "--train", str(train),
+            "--batch-size", "4"]
+
+
 def _train_lm(folder: Path) -> list[str]:
     corpus = folder / "lm.txt"
     corpus.write_text(TEXT)
@@ -88,6 +110,7 @@ def _train_lm(folder: Path) -> list[str]:
 # command -> (folder for its inputs) -> argv without --max-steps, --output and run flags
 TINY_RUNS: dict[str, Callable[[Path], list[str]]] = {
     "pretrain": _pretrain,
+    "finetune": _finetune,
     "train-gpt": _train_gpt,
     "finetune-gpt": _finetune_gpt,
     "train-translation": _train_translation,

@@ -192,7 +192,3 @@ def test_an_output_file_that_names_a_folder_is_refused_before_any_work(tmp_path,
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "is a folder" in err and str(folder) in err, (name, err)
         assert list(folder.iterdir()) == []
-    inside_a_file = tmp_path / "plain.txt"
-    inside_a_file.write_text("x")
-    assert main([*FILE_OUTPUTS["predict"], str(inside_a_file / "out.jsonl")]) == 2
-    assert "is a file, not a folder" in capsys.readouterr().err

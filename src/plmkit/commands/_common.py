@@ -5,7 +5,6 @@ reads the same names but leaves unset ones to its TOML file)."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -44,22 +43,12 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_output_file(path: str | Path | None) -> None:
-    """Before any work: a file to write must not name a folder, and its folder must be a
-    writable folder — found now, not after the whole computation."""
-    if path is None:
-        return
-    path = Path(path)
-    if path.is_dir():
+    """Before any work: a file to write must not name a folder (found otherwise only after the
+    whole computation). Its folder's existence and permissions are checked when ``plm`` takes
+    the output's lock (:func:`plmkit._io.claim_output`)."""
+    if path is not None and Path(path).is_dir():
         raise PlmError("is a folder; give the name of a file to write", path=path,
                        field="output")
-    folder = path.parent if str(path.parent) else Path(".")
-    while not folder.exists() and folder != folder.parent:  # created on writing
-        folder = folder.parent
-    if not folder.is_dir():
-        raise PlmError("is a file, not a folder: cannot write inside it", path=folder,
-                       field="output")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PlmError("cannot write here (permission denied)", path=folder, field="output")
 
 
 def resume_from(args: argparse.Namespace) -> bool | Path:
