@@ -81,14 +81,15 @@ def resume_from(args: argparse.Namespace) -> bool | Path:
 
 
 def _check_checkpoint_config(checkpoint: Path) -> None:
-    """The JSON files resuming reads must each hold an object (else: one line naming the file)."""
-    from plmkit.downstream.settings import read_json_object
+    """The JSON files resuming reads must each hold an object (else: one line naming the file),
+    found before any data is read."""
+    from plmkit.models.pretrained import read_checkpoint_config
+    from plmkit.training.checkpoint import saved_training_config
 
     if not (checkpoint / "config.json").is_file():
         raise PlmError("not a checkpoint (no config.json)", path=checkpoint, field="resume")
-    read_json_object(checkpoint / "config.json")
-    if (checkpoint / "training_config.json").is_file():
-        read_json_object(checkpoint / "training_config.json")
+    read_checkpoint_config(checkpoint)
+    saved_training_config(checkpoint)
 
 
 __all__ = ["PRECISIONS", "add_run_arguments", "check_output_file", "resume_from", "run_options"]

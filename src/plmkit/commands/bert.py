@@ -57,12 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_info(args: argparse.Namespace) -> int:
     from plmkit.models.bert import BertModel
+    from plmkit.models.pretrained import read_checkpoint_config
 
     folder = resolve_checkpoint(args.checkpoint)
-    config_path = folder / "config.json"
-    if not config_path.exists():
-        raise PlmError("no config.json: not a checkpoint folder", path=folder)
-    raw = json.loads(config_path.read_text(encoding="utf-8"))
+    raw = read_checkpoint_config(folder)
     model_type = raw.get("model_type", "bert")
     if model_type == "bert":
         model = BertModel.from_pretrained(folder)

@@ -26,12 +26,12 @@ from plmkit.downstream.predictors import (ClassificationPredictor, QuestionAnswe
                                           TaggingPredictor, evaluate_checkpoint, make_predictor,
                                           qa_scores)
 from plmkit.downstream.settings import (TASK_ALIASES, TASK_FILE, TASKS, TaskSettings,
-                                        canonical_task, checkpoint_config, load_settings)
+                                        canonical_task, load_settings)
 
 __all__ = [
     "ARCHITECTURES", "ClassificationPredictor", "HEAD_PREFIXES", "QuestionAnsweringPredictor",
     "TASKS", "TASK_ALIASES", "TASK_FILE", "TaggingPredictor", "TaskData", "TaskSettings",
-    "build_model", "canonical_task", "checkpoint_config", "eval_batches", "evaluate_checkpoint",
+    "build_model", "canonical_task", "eval_batches", "evaluate_checkpoint",
     "featurize", "load_finetuned", "load_settings", "load_tokenizer", "make_predictor",
     "prepare_tags", "qa_scores", "read_examples", "tag_label_set",
 ]

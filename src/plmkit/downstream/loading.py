@@ -13,11 +13,11 @@ from typing import Any
 
 from torch import nn
 
-from plmkit.downstream.settings import TaskSettings, checkpoint_config
+from plmkit.downstream.settings import TaskSettings
 from plmkit.errors import PlmError
 from plmkit.models.bert import (BertForQuestionAnswering, BertForSequenceClassification,
                                 BertForTokenClassification)
-from plmkit.models.pretrained import load_state_dict
+from plmkit.models.pretrained import load_state_dict, read_checkpoint_config
 
 ARCHITECTURES: dict[str, type] = {
     "classify": BertForSequenceClassification, "pair": BertForSequenceClassification,
@@ -48,7 +48,7 @@ def build_model(settings: TaskSettings, folder: str | Path, labels: Sequence[str
     """
     folder = Path(folder)
     cls = ARCHITECTURES[settings.task]
-    saved = checkpoint_config(folder)
+    saved = read_checkpoint_config(folder)
     overrides: dict[str, Any] = {}
     if settings.task in ("classify", "pair") and settings.regression:
         overrides = {"num_labels": 1, "problem_type": "regression", "id2label": None,
@@ -85,7 +85,8 @@ def load_finetuned(folder: str | Path, settings: TaskSettings) -> nn.Module:
         return cls.from_pretrained(folder, strict_head=True)
     except PlmError as exc:
         raise PlmError(f"{exc.message} (is this a fine-tuned {settings.task} checkpoint?)",
-                       path=exc.path or folder, field=exc.field) from None
+                       path=exc.path or folder, line=exc.line,
+                       field=exc.field) from None
 
 
 __all__ = ["ARCHITECTURES", "HEAD_PREFIXES", "build_model", "load_finetuned", "load_tokenizer"]

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from plmkit._io import write_text_atomic
-from plmkit.config import config_from_dict, load_json
+from plmkit.config import config_from_dict, load_json_object
 from plmkit.errors import PlmError
 from plmkit.evaluation.tagging import SCHEMES, detect_scheme, is_entity_tag
+from plmkit.models.pretrained import read_checkpoint_config
 
 TASKS = ("classify", "pair", "tag", "qa")
 # Every other name a user may give a family: the CLI's --task, ``pipeline(NAME)`` (Hugging
@@ -42,22 +43,6 @@ def canonical_task(name: str, *, path: str | Path | None = None) -> str:
         raise PlmError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}", path=path,
                        field="task")
     return task
-
-
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON file that must hold one object (``config.json``, ``task.json``)."""
-    values = load_json(path)
-    if not isinstance(values, dict):
-        raise PlmError(f"expected a JSON object, found a {type(values).__name__}", path=path)
-    return values
-
-
-def checkpoint_config(folder: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of a checkpoint folder, as a dict (missing or malformed: an error)."""
-    path = Path(folder) / "config.json"
-    if not path.exists():
-        raise PlmError("no config.json: not a checkpoint folder", path=folder)
-    return read_json_object(path)
 
 
 # Numeric settings and the least each may be (max_length 0 means "the family's default").
@@ -126,12 +111,12 @@ def load_settings(folder: str | Path, **overrides: Any) -> TaskSettings:
         overrides["task"] = canonical_task(overrides["task"])
     path = folder / TASK_FILE
     if path.exists():
-        values = read_json_object(path)
+        values = load_json_object(path)
         config_from_dict(TaskSettings, values, source=path).check(path)  # the file on its own
         settings = config_from_dict(TaskSettings, {**values, **overrides}, source=path)
         settings.task = canonical_task(settings.task)
         return settings
-    config = checkpoint_config(folder)
+    config = read_checkpoint_config(folder)
     config_path = folder / "config.json"
     architecture = (config.get("architectures") or [""])[0]
     inferred = ARCHITECTURE_TASKS.get(architecture)
@@ -149,4 +134,4 @@ def load_settings(folder: str | Path, **overrides: Any) -> TaskSettings:
 
 
 __all__ = ["ARCHITECTURE_TASKS", "TASKS", "TASK_ALIASES", "TASK_FILE", "TASK_NAMES", "TaskSettings",
-           "canonical_task", "checkpoint_config", "load_settings", "read_json_object"]
+           "canonical_task", "load_settings"]

@@ -47,9 +47,10 @@ from plmkit.downstream.predictors import (ClassificationPredictor, QuestionAnswe
                                           TaggingPredictor, evaluate_checkpoint, forward,
                                           qa_scores)
 from plmkit.downstream.settings import (TASK_ALIASES, TASK_FILE, TASKS, TaskSettings,
-                                        canonical_task, checkpoint_config, load_settings)
+                                        canonical_task, load_settings)
 from plmkit.errors import PlmError
 from plmkit.evaluation.tagging import is_entity_tag
+from plmkit.models.pretrained import read_checkpoint_config
 
 
 class CheckpointFiles:
@@ -207,7 +208,7 @@ def finetune(config: FinetuneConfig, *, resume: bool | str | Path = False) -> Fi
     folder = Path(config.model)
     if not resume:
         _check_fresh_output(Path(config.output_dir))
-    saved = checkpoint_config(folder)
+    saved = read_checkpoint_config(folder)
     settings = config.settings.resolved(saved.get("max_position_embeddings"))
     tokenizer = load_tokenizer(folder)
     train_examples = subsample(read_examples(settings, config.train), config.train_fraction,
