@@ -104,3 +104,16 @@ def test_a_tar_member_linking_out_of_the_destination_is_one_line(tmp_path):
         unpack(source, archive, destination)
     assert "pkg/passwd" in str(error.value) and "\n" not in str(error.value)
     assert not (destination / "pkg" / "passwd").exists()
+
+
+def test_max_parameters_bounds_one_command_and_is_restored(minilm_dir, capsys, monkeypatch):
+    import os
+
+    monkeypatch.delenv("PLMKIT_MAX_PARAMETERS", raising=False)
+    assert main(["--max-parameters", "1e5", "info", str(minilm_dir)]) == 2
+    line = _one_error_line(capsys, "info")
+    assert "config.json" in line and "over the limit of 1e+05" in line
+    assert "PLMKIT_MAX_PARAMETERS" not in os.environ
+    assert main(["info", str(minilm_dir)]) == 0
+    assert main(["--max-parameters", "-3", "info", str(minilm_dir)]) == 2
+    assert "--max-parameters" in capsys.readouterr().err

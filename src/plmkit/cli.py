@@ -13,8 +13,9 @@ import os
 import sys
 
 from plmkit._io import claim_output
-from plmkit.commands._types import OneLineParser
+from plmkit.commands._types import OneLineParser, positive_float
 from plmkit.errors import PlmError
+from plmkit.models.pretrained import MAX_PARAMETERS_ENV
 
 # One module per area; each defines ``register(subparsers)`` and sets ``func`` on its parsers.
 COMMAND_MODULES = (
@@ -33,6 +34,10 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="plm", description=__doc__.splitlines()[0])
+    parser.add_argument("--max-parameters", type=positive_float, metavar="N",
+                        help="refuse a model config describing more parameters than N (default: "
+                             "the smaller of 4e9 and what fits in 3/4 of this machine's RAM; "
+                             "also $PLMKIT_MAX_PARAMETERS)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:  # a module that fails to import is a bug: let it show
         importlib.import_module(name).register(subparsers)
@@ -48,6 +53,25 @@ def _owned_output(args: argparse.Namespace) -> contextlib.AbstractContextManager
             or os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
     return claim_output(output)
+
+
+@contextlib.contextmanager
+def _parameter_bound(limit: float | None):
+    """``--max-parameters`` for this command only: the bound is read where configs are checked
+    (models/pretrained.py) from PLMKIT_MAX_PARAMETERS, set here and restored afterwards so an
+    in-process caller of :func:`main` is left as it was."""
+    if limit is None:
+        yield
+        return
+    saved = os.environ.get(MAX_PARAMETERS_ENV)
+    os.environ[MAX_PARAMETERS_ENV] = str(int(limit))
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(MAX_PARAMETERS_ENV, None)
+        else:
+            os.environ[MAX_PARAMETERS_ENV] = saved
 
 
 def _suggestion(parser: argparse.ArgumentParser, command: str, error: PlmError) -> str:
@@ -72,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with _owned_output(args):
+        with _parameter_bound(args.max_parameters), _owned_output(args):
             result = args.func(args)
     except PlmError as exc:
         print(f"plm {args.command}: error: {exc}{_suggestion(parser, args.command, exc)}",

@@ -33,7 +33,7 @@ def move_to(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def progress_bar(total: int, initial: int, enabled: bool, description: str = "train",
+def progress_bar(total: int | None, initial: int, enabled: bool, description: str = "train",
                  unit: str = "step") -> Any:
     """A tqdm bar on stderr (stdout stays for results); ``enabled=False`` draws nothing."""
     from tqdm.auto import tqdm

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from plmkit._io import atomic_write
+from plmkit.runtime import progress_bar
 
 
 class MetricsLog:
@@ -91,11 +91,4 @@ def plot_curves(records: Sequence[dict[str, Any]], path: Path, keys: Sequence[st
     return path
 
 
-def progress_bar(total: int | None, initial: int, enabled: bool, description: str = "train"):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, desc=description,
-                dynamic_ncols=True, file=sys.stderr, unit="step")
-
-
-__all__ = ["MetricsLog", "plot_curves", "progress_bar", "read_metrics"]
+__all__ = ["MetricsLog", "plot_curves", "progress_bar", "read_metrics"]  # progress_bar: runtime's

@@ -30,7 +30,9 @@ from torch import Tensor, nn
 
 from plmkit.data.collate import BatchSource
 from plmkit.errors import PlmError
-from plmkit.precision import COMPUTED, PRECISIONS, PrecisionChoice, compile_note, resolve_precision
+from plmkit.precision import (COMPUTED, PRECISIONS, PrecisionChoice, compile_note,
+                              resolve_precision)
+from plmkit.runtime import move_to, resolve_device
 from plmkit.training import checkpoint as ckpt
 from plmkit.training.distributed import (DistributedContext, all_reduce_mean, barrier,
                                          broadcast_flag, init_distributed, shutdown)
@@ -171,24 +173,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def move_to(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: move_to(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to(v, device) for v in batch)
-    return batch
 
 
 def count_tokens(batch: dict[str, Any]) -> int:
@@ -493,6 +477,8 @@ class Trainer:
                 scheduler: Any) -> None:
         if isinstance(resume, (str, Path)) and str(resume) not in ("True", "auto", "latest"):
             checkpoint = Path(resume)
+            if not checkpoint.exists() and (self.output_dir / checkpoint).exists():
+                checkpoint = self.output_dir / checkpoint  # "checkpoint-N" means the run's own
         else:
             found = ckpt.list_checkpoints(self.output_dir)
             if not found:
