@@ -37,6 +37,35 @@ def commands_with(flag: str) -> set[str]:
     return {name for name, sub in subcommands().items() if flag in sub._option_string_actions}
 
 
+def _placeholder(action: argparse.Action) -> list[str]:
+    """A value argparse accepts for a required argument (the lock is taken before it is used)."""
+    if action.choices:
+        value = str(next(iter(action.choices)))
+    elif action.type in (int, float):
+        value = "1"
+    else:
+        value = "placeholder"
+    count = {None: 1, "+": 1, "?": 0, "*": 0}.get(action.nargs, action.nargs)
+    return [value] * (count if isinstance(count, int) else 1)
+
+
+def parsable_argv(command: str, parser: argparse.ArgumentParser,
+                  output: Path | None = None) -> list[str]:
+    """``command`` with a placeholder for every required argument, so argparse accepts it;
+    ``--output`` is set to ``output`` when the command has one."""
+    argv = [command]
+    for action in parser._actions:  # noqa: SLF001 - walking argparse's own table
+        if action.dest in ("help", "output"):
+            continue
+        if not action.option_strings:
+            argv += _placeholder(action)
+        elif action.required:
+            argv += [action.option_strings[0], *_placeholder(action)]
+    if output is not None and "--output" in parser._option_string_actions:  # noqa: SLF001
+        argv += ["--output", str(output)]
+    return argv
+
+
 def _pretrain(folder: Path) -> list[str]:
     corpus = folder / "prose.txt"
     corpus.write_text(PROSE)

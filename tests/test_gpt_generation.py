@@ -171,9 +171,9 @@ def test_cli_generate_cuts_a_long_prompt_from_the_left_and_says_so(char_folder, 
                                                                  temperature=0)
 
 
-@pytest.mark.parametrize("flag, value, field", [("--temperature", "-1", "temperature"),
-                                                ("--top-p", "1.01", "top_p"),
-                                                ("--top-k", "-3", "top_k")])
+@pytest.mark.parametrize("flag, value, field", [("--temperature", "-1", "--temperature"),
+                                                ("--top-p", "1.01", "--top-p"),
+                                                ("--top-k", "-3", "--top-k")])
 def test_cli_generate_refuses_bad_sampling_settings_before_writing(char_folder, capsys, flag,
                                                                    value, field):
     from plmkit.cli import main

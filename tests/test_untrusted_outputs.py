@@ -9,7 +9,6 @@ permissions.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -21,35 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from _commands import TINY_RUNS, commands_with, subcommands, tiny_run
+from _commands import TINY_RUNS, commands_with, parsable_argv, subcommands, tiny_run
 from plmkit._io import atomic_dir, atomic_write, claim_output, sweep_temporaries
 from plmkit.cli import main
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def _placeholder(action: argparse.Action) -> list[str]:
-    """A value argparse accepts for a required argument (the lock is taken before it is used)."""
-    if action.choices:
-        value = str(next(iter(action.choices)))
-    elif action.type in (int, float):
-        value = "1"
-    else:
-        value = "placeholder"
-    count = {None: 1, "+": 1, "?": 0, "*": 0}.get(action.nargs, action.nargs)
-    return [value] * (count if isinstance(count, int) else 1)
-
-
-def parsable_argv(command: str, parser: argparse.ArgumentParser, output: Path) -> list[str]:
-    argv = [command]
-    for action in parser._actions:  # noqa: SLF001 - walking argparse's own table
-        if action.dest in ("help", "output"):
-            continue
-        if not action.option_strings:
-            argv += _placeholder(action)
-        elif action.required:
-            argv += [action.option_strings[0], *_placeholder(action)]
-    return argv + ["--output", str(output)]
 
 
 def _hold_lock(output: Path) -> subprocess.Popen:

@@ -9,23 +9,24 @@ from pathlib import Path
 from typing import Any
 
 from plmkit.errors import PlmError
+from plmkit.commands._types import any_int, non_negative_float, non_negative_int
 from plmkit.precision import PRECISIONS
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Budget, precision, compile, seed, checkpoints, resume and progress flags."""
     group = parser.add_argument_group("run")
-    group.add_argument("--max-minutes", type=float, default=0.0,
+    group.add_argument("--max-minutes", type=non_negative_float, default=0.0,
                        help="wall-clock budget: stop, evaluate and save after this many minutes "
                             "(0 = none; the schedule is still planned over the full run)")
-    group.add_argument("--save-every", type=int, default=0,
+    group.add_argument("--save-every", type=non_negative_int, default=0,
                        help="checkpoint every N steps (0 = at the end only)")
     group.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="auto (default): bf16 where this CPU/GPU computes it natively and "
                             "faster, else fp32 (fp16 on a GPU without bf16); bf16/fp16: autocast "
                             "with fp32 master weights")
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
-    group.add_argument("--seed", type=int, default=42)
+    group.add_argument("--seed", type=any_int, default=42)
     group.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                        help="continue from the last (or the given) checkpoint in --output")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")

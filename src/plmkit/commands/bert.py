@@ -9,6 +9,7 @@ from pathlib import Path
 
 from plmkit.commands._common import check_output_file
 from plmkit.errors import PlmError
+from plmkit.commands._types import non_negative_int, positive_int
 
 
 def resolve_checkpoint(name: str) -> Path:
@@ -42,15 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     attention.add_argument("checkpoint")
     attention.add_argument("text")
     attention.add_argument("--pair", help="second sentence (segment B)")
-    attention.add_argument("--layer", type=int, help="only this layer (0-based)")
-    attention.add_argument("--head", type=int, help="only this head (0-based; needs --layer)")
+    attention.add_argument("--layer", type=non_negative_int, help="only this layer (0-based)")
+    attention.add_argument("--head", type=non_negative_int, help="only this head (0-based; needs --layer)")
     attention.add_argument("-o", "--output", required=True, help="PNG file to write")
     attention.set_defaults(func=run_attention)
 
     fill = subparsers.add_parser("fill-mask", help="top-k predictions for each [MASK]")
     fill.add_argument("checkpoint")
     fill.add_argument("text", nargs="+", help="text(s) containing [MASK]")
-    fill.add_argument("-k", "--top-k", type=int, default=5)
+    fill.add_argument("-k", "--top-k", type=positive_int, default=5)
     fill.add_argument("--json", action="store_true")
     fill.set_defaults(func=run_fill_mask)
 

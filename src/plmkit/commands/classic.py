@@ -15,17 +15,19 @@ from pathlib import Path
 from plmkit.commands._common import (add_run_arguments, check_output_file, resume_from,
                                      run_options)
 from plmkit.errors import PlmError
+from plmkit.commands._types import (any_int, non_negative_float, non_negative_int, positive_float,
+                                    positive_int, probability)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     ngram = subparsers.add_parser("ngram", help="count and smooth an n-gram LM, write ARPA")
     ngram.add_argument("--corpus", required=True, help="one sentence per line, or 'ptb'")
-    ngram.add_argument("--order", type=int, default=3)
+    ngram.add_argument("--order", type=positive_int, default=3)
     ngram.add_argument("--smoothing", choices=["kn", "addk"], default="kn",
                        help="interpolated (modified) Kneser-Ney, or add-k (formula (6))")
-    ngram.add_argument("--k", type=float, default=1.0, help="add-k pseudo-count (1 = Laplace)")
+    ngram.add_argument("--k", type=positive_float, default=1.0, help="add-k pseudo-count (1 = Laplace)")
     ngram.add_argument("--plain-kn", action="store_true", help="one KN discount, not three")
-    ngram.add_argument("--min-count", type=int, default=1, help="rarer words become <unk>")
+    ngram.add_argument("--min-count", type=non_negative_int, default=1, help="rarer words become <unk>")
     ngram.add_argument("--lowercase", action="store_true")
     ngram.add_argument("--eval", help="also report perplexity on this file (ptb: its test split)")
     ngram.add_argument("-o", "--output", required=True, help="ARPA file to write")
@@ -37,22 +39,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     perplexity.add_argument("--corpus", required=True, help="one sentence per line, or 'ptb' "
                                                             "(its test split)")
     perplexity.add_argument("--lowercase", action="store_true")
-    perplexity.add_argument("--batch-size", type=int, default=20)
+    perplexity.add_argument("--batch-size", type=positive_int, default=20)
     perplexity.add_argument("--json", action="store_true")
     perplexity.set_defaults(func=run_perplexity)
 
     w2v = subparsers.add_parser("word2vec", help="train CBOW / skip-gram word vectors")
     w2v.add_argument("--corpus", required=True, help="one sentence per line, or 'ptb'")
     w2v.add_argument("--arch", choices=["sg", "cbow"], default="sg")
-    w2v.add_argument("--dim", type=int, default=100)
-    w2v.add_argument("--window", type=int, default=5)
-    w2v.add_argument("--negative", type=int, default=5)
-    w2v.add_argument("--min-count", type=int, default=5)
-    w2v.add_argument("--sample", type=float, default=1e-3, help="sub-sampling threshold t")
-    w2v.add_argument("--epochs", type=int, default=5)
-    w2v.add_argument("--alpha", type=float, default=0.025)
-    w2v.add_argument("--workers", type=int, default=2)
-    w2v.add_argument("--seed", type=int, default=1)
+    w2v.add_argument("--dim", type=positive_int, default=100)
+    w2v.add_argument("--window", type=positive_int, default=5)
+    w2v.add_argument("--negative", type=positive_int, default=5)
+    w2v.add_argument("--min-count", type=non_negative_int, default=5)
+    w2v.add_argument("--sample", type=probability, default=1e-3, help="sub-sampling threshold t")
+    w2v.add_argument("--epochs", type=positive_int, default=5)
+    w2v.add_argument("--alpha", type=positive_float, default=0.025)
+    w2v.add_argument("--workers", type=positive_int, default=2)
+    w2v.add_argument("--seed", type=any_int, default=1)
     w2v.add_argument("--lowercase", action="store_true")
     w2v.add_argument("-o", "--output", required=True, help="vectors file (word2vec format)")
     w2v.add_argument("--binary", action="store_true", help="the C tool's binary format")
@@ -63,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     similar = subparsers.add_parser("similar", help="nearest words by cosine similarity")
     similar.add_argument("vectors", help="word2vec text/binary file or word2vec folder")
     similar.add_argument("word", nargs="+", help="one word (or several: their sum)")
-    similar.add_argument("-k", "--top-k", type=int, default=10)
+    similar.add_argument("-k", "--top-k", type=positive_int, default=10)
     similar.set_defaults(func=run_similar)
 
     analogy = subparsers.add_parser("analogy", help="a : b :: c : ?")
@@ -71,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     analogy.add_argument("a")
     analogy.add_argument("b")
     analogy.add_argument("c")
-    analogy.add_argument("-k", "--top-k", type=int, default=5)
+    analogy.add_argument("-k", "--top-k", type=positive_int, default=5)
     analogy.add_argument("--method", choices=["add", "mul"], default="add",
                          help="3CosAdd or 3CosMul")
     analogy.set_defaults(func=run_analogy)
@@ -82,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--analogies", help="questions-words file (default: gensim's)")
     evaluate.add_argument("--pairs", nargs="*", help="word-pair files (default: WordSim-353 and "
                                                      "SimLex-999)")
-    evaluate.add_argument("--restrict-vocab", type=int, default=300_000)
+    evaluate.add_argument("--restrict-vocab", type=positive_int, default=300_000)
     evaluate.add_argument("--method", choices=["add", "mul"], default="add")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=run_vectors_eval)
@@ -92,31 +94,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lm.add_argument("--corpus", required=True, help="one sentence per line, or 'ptb'")
     lm.add_argument("--valid", help="held-out file (ptb: its valid split)")
     lm.add_argument("-o", "--output", required=True, help="run folder (checkpoints, model)")
-    lm.add_argument("--min-count", type=int, default=1)
+    lm.add_argument("--min-count", type=non_negative_int, default=1)
     lm.add_argument("--char-level", action="store_true", help="characters, not words")
     lm.add_argument("--lowercase", action="store_true")
-    lm.add_argument("--order", type=int, default=5, help="nnlm: n (window of n-1 words)")
-    lm.add_argument("--embedding-size", type=int)
-    lm.add_argument("--hidden-size", type=int)
-    lm.add_argument("--layers", type=int, help="rnn/lstm/elmo: recurrent layers")
-    lm.add_argument("--dropout", type=float)
+    lm.add_argument("--order", type=positive_int, default=5, help="nnlm: n (window of n-1 words)")
+    lm.add_argument("--embedding-size", type=positive_int)
+    lm.add_argument("--hidden-size", type=positive_int)
+    lm.add_argument("--layers", type=positive_int, help="rnn/lstm/elmo: recurrent layers")
+    lm.add_argument("--dropout", type=probability)
     lm.add_argument("--tie", action="store_true", help="rnn/lstm: tie input/output embeddings")
     lm.add_argument("--no-direct", action="store_true", help="nnlm: drop the direct W x term")
-    lm.add_argument("--bptt", type=int, default=35)
-    lm.add_argument("--batch-size", type=int, default=20)
-    lm.add_argument("--epochs", type=float, default=1.0)
-    lm.add_argument("--max-steps", type=int, default=0)
-    lm.add_argument("--lr", type=float, default=None,
+    lm.add_argument("--bptt", type=positive_int, default=35)
+    lm.add_argument("--batch-size", type=positive_int, default=20)
+    lm.add_argument("--epochs", type=positive_float, default=1.0)
+    lm.add_argument("--max-steps", type=non_negative_int, default=0)
+    lm.add_argument("--lr", type=positive_float, default=None,
                     help="default: 20 with SGD for rnn/lstm/elmo (Zaremba et al.), 1e-3 with "
                          "Adam for nnlm")
     lm.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default=None,
                     help="default: sgd for rnn/lstm/elmo, adam for nnlm")
     lm.add_argument("--schedule", default="linear",
                     choices=["linear", "cosine", "constant", "linear_to_zero"])
-    lm.add_argument("--weight-decay", type=float, default=0.0)
-    lm.add_argument("--max-grad-norm", type=float, default=None,
+    lm.add_argument("--weight-decay", type=non_negative_float, default=0.0)
+    lm.add_argument("--max-grad-norm", type=non_negative_float, default=None,
                     help="default: 0.25 for rnn/lstm/elmo, 5 for nnlm")
-    lm.add_argument("--eval-every", type=int, default=0)
+    lm.add_argument("--eval-every", type=non_negative_int, default=0)
     add_run_arguments(lm)
     lm.set_defaults(func=run_train_lm)
 

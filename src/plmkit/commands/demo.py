@@ -18,6 +18,7 @@ import random
 from pathlib import Path
 
 from plmkit.errors import PlmError
+from plmkit.commands._types import positive_float, positive_int
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -33,10 +34,10 @@ CHINESE = "自然语言处理是人工智能的一个重要方向。"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="the guided tour on built-in data (make demo)")
     parser.add_argument("--output", default="runs/demo")
-    parser.add_argument("--pretrain-steps", type=int, default=200,
+    parser.add_argument("--pretrain-steps", type=positive_int, default=200,
                         help="optimizer steps of mini-BERT pre-training (about 1 s each on 2 cores)")
     parser.add_argument("--skip-pretrain", action="store_true")
-    parser.add_argument("--ladder-budget", type=float, default=0.1,
+    parser.add_argument("--ladder-budget", type=positive_float, default=0.1,
                         help="budget of the short ladder (plm ladder --budget); 0 skips it")
     parser.set_defaults(func=run)
 

@@ -11,6 +11,8 @@ from plmkit.commands._common import (add_run_arguments, check_output_file, resum
                                      run_options)
 from plmkit.downstream.settings import TASK_NAMES, canonical_task
 from plmkit.errors import PlmError
+from plmkit.commands._types import (any_float, any_int, fraction, non_negative_float,
+                                    non_negative_int, positive_float, positive_int, probability)
 from plmkit.pipelines import finetuned_pipeline
 
 
@@ -31,23 +33,23 @@ def _add_reading_flags(parser: argparse.ArgumentParser, defaults: bool) -> None:
                         help="pair: second text column (default text_b)")
     parser.add_argument("--label-column", default="label" if defaults else None,
                         help="label column (default label)")
-    parser.add_argument("--token-column", type=int, default=0 if defaults else None,
+    parser.add_argument("--token-column", type=any_int, default=0 if defaults else None,
                         help="tag: CoNLL column of the tokens (default 0)")
-    parser.add_argument("--tag-column", type=int, default=-1 if defaults else None,
+    parser.add_argument("--tag-column", type=any_int, default=-1 if defaults else None,
                         help="tag: CoNLL column of the tags (default -1, the last)")
     parser.add_argument("--question-column", default="question" if defaults else None,
                         help="qa tables: question column")
     parser.add_argument("--context-column", default="context" if defaults else None,
                         help="qa tables: context column")
-    parser.add_argument("--max-length", type=int, default=0 if defaults else None,
+    parser.add_argument("--max-length", type=non_negative_int, default=0 if defaults else None,
                         help="pieces per input (default 128, qa 384; longer inputs are "
                              "truncated, tagged in windows, or read in QA windows)")
-    parser.add_argument("--doc-stride", type=int, default=128 if defaults else None,
+    parser.add_argument("--doc-stride", type=positive_int, default=128 if defaults else None,
                         help="qa: pieces between the starts of two windows (default 128)")
-    parser.add_argument("--max-query-length", type=int, default=64 if defaults else None)
-    parser.add_argument("--max-answer-length", type=int, default=30 if defaults else None)
-    parser.add_argument("--n-best-size", type=int, default=20 if defaults else None)
-    parser.add_argument("--null-score-diff-threshold", type=float,
+    parser.add_argument("--max-query-length", type=positive_int, default=64 if defaults else None)
+    parser.add_argument("--max-answer-length", type=positive_int, default=30 if defaults else None)
+    parser.add_argument("--n-best-size", type=positive_int, default=20 if defaults else None)
+    parser.add_argument("--null-score-diff-threshold", type=any_float,
                         default=0.0 if defaults else None,
                         help="qa v2.0: answer nothing when null score − best span > this")
 
@@ -69,22 +71,22 @@ def _register_finetune(subparsers) -> None:
     parser.add_argument("--dev", default=None, help="development file (best model, early stop)")
     parser.add_argument("--test", default=None, help="test file, scored once at the end")
     parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--max-steps", type=int, default=0, help="overrides --epochs when > 0")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--eval-batch-size", type=int, default=64)
-    parser.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=5e-5)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--warmup-ratio", type=float, default=0.1)
-    parser.add_argument("--eval-every", type=int, default=0,
+    parser.add_argument("--epochs", type=positive_float, default=3.0)
+    parser.add_argument("--max-steps", type=non_negative_int, default=0, help="overrides --epochs when > 0")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--eval-batch-size", type=positive_int, default=64)
+    parser.add_argument("--lr", "--learning-rate", dest="learning_rate", type=positive_float, default=5e-5)
+    parser.add_argument("--weight-decay", type=non_negative_float, default=0.01)
+    parser.add_argument("--warmup-ratio", type=probability, default=0.1)
+    parser.add_argument("--eval-every", type=non_negative_int, default=0,
                         help="evaluate every N steps (default: every epoch)")
     parser.add_argument("--metric", dest="metric_for_best", default=None,
                         help="dev metric that picks the best model (default: accuracy; tag and "
                              "qa: f1; regression: corr)")
     parser.add_argument("--patience", "--early-stopping-patience",
-                        dest="early_stopping_patience", type=int, default=0,
+                        dest="early_stopping_patience", type=non_negative_int, default=0,
                         help="stop after this many evaluations without improvement (0 = off)")
-    parser.add_argument("--train-fraction", type=float, default=1.0,
+    parser.add_argument("--train-fraction", type=fraction, default=1.0,
                         help="train on a fixed random share of the training set")
     parser.add_argument("--scheme", choices=("bio", "iobes", "none"), default="bio",
                         help="tag: scheme the model predicts (input files may use either)")
@@ -106,7 +108,7 @@ def _register_evaluate(subparsers) -> None:
     parser.add_argument("--data", required=True, help="labelled file or NAME:SPLIT")
     parser.add_argument("--task", choices=TASK_NAMES, metavar="TASK", default=None,
                         help="only for checkpoints without task.json")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", default=None, help="also write the metrics to this JSON")
     _add_reading_flags(parser, defaults=False)
@@ -131,7 +133,7 @@ def _register_predict(subparsers) -> None:
                         help="tag: write the tags in this scheme (default: the model's)")
     parser.add_argument("--details", action="store_true",
                         help="qa: also write each question's id and the answer's character span")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (there is none either when stderr is not a terminal)")

@@ -9,6 +9,8 @@ import sys
 
 from plmkit.commands._common import add_run_arguments, resume_from, run_options
 from plmkit.errors import PlmError
+from plmkit.commands._types import (any_int, non_negative_float, non_negative_int, positive_float,
+                                    positive_int, probability)
 
 
 def register(subparsers) -> None:
@@ -26,22 +28,22 @@ def register(subparsers) -> None:
                        help="tokens are words or characters (default: the corpus's own)")
     train.add_argument("--size", choices=tuple(GPT_SIZES), default="nano",
                        help="named model size (default: nano)")
-    train.add_argument("--block-size", type=int, default=128, help="context length (default 128)")
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--max-steps", type=int, default=1000)
-    train.add_argument("--learning-rate", "--lr", type=float, default=1e-3)
-    train.add_argument("--warmup-steps", type=int, default=100)
+    train.add_argument("--block-size", type=positive_int, default=128, help="context length (default 128)")
+    train.add_argument("--batch-size", type=positive_int, default=32)
+    train.add_argument("--max-steps", type=non_negative_int, default=1000)
+    train.add_argument("--learning-rate", "--lr", type=positive_float, default=1e-3)
+    train.add_argument("--warmup-steps", type=non_negative_int, default=100)
     train.add_argument("--schedule", default="cosine",
                        choices=("cosine", "linear", "constant"))
-    train.add_argument("--weight-decay", type=float, default=0.1)
-    train.add_argument("--dropout", type=float, default=0.0)
-    train.add_argument("--min-count", type=int, default=1,
+    train.add_argument("--weight-decay", type=non_negative_float, default=0.1)
+    train.add_argument("--dropout", type=probability, default=0.0)
+    train.add_argument("--min-count", type=non_negative_int, default=1,
                        help="word level: rarer words become <unk>")
     train.add_argument("--lowercase", action="store_true",
                        help="lowercase the text (the saved tokenizer lowercases what it reads "
                             "later, e.g. fine-tuning data)")
-    train.add_argument("--eval-every", type=int, default=0)
-    train.add_argument("--eval-tokens", type=int, default=None,
+    train.add_argument("--eval-every", type=non_negative_int, default=0)
+    train.add_argument("--eval-tokens", type=positive_int, default=None,
                        help="evaluate on the first N held-out tokens only")
     train.add_argument("--output", required=True, help="output folder")
     add_run_arguments(train)
@@ -63,17 +65,17 @@ def register(subparsers) -> None:
     tune.add_argument("--text-pair-column", default=None,
                       help="second text of a pair task (joined with <delim>)")
     tune.add_argument("--label-column", default="label")
-    tune.add_argument("--max-length", type=int, default=128,
+    tune.add_argument("--max-length", type=positive_int, default=128,
                       help="tokens per example, task tokens included (cut to the context window)")
-    tune.add_argument("--batch-size", type=int, default=32)
-    tune.add_argument("--max-steps", type=int, default=0, help="0: --epochs decides")
-    tune.add_argument("--epochs", type=float, default=3.0)
-    tune.add_argument("--learning-rate", "--lr", type=float, default=6.25e-5,
+    tune.add_argument("--batch-size", type=positive_int, default=32)
+    tune.add_argument("--max-steps", type=non_negative_int, default=0, help="0: --epochs decides")
+    tune.add_argument("--epochs", type=positive_float, default=3.0)
+    tune.add_argument("--learning-rate", "--lr", type=positive_float, default=6.25e-5,
                       help="GPT-1's fine-tuning rate (default 6.25e-5)")
-    tune.add_argument("--warmup-ratio", type=float, default=0.002)
-    tune.add_argument("--lm-weight", type=float, default=0.5,
+    tune.add_argument("--warmup-ratio", type=probability, default=0.002)
+    tune.add_argument("--lm-weight", type=non_negative_float, default=0.5,
                       help="λ of the auxiliary language-model loss (0 = off)")
-    tune.add_argument("--eval-every", type=int, default=0)
+    tune.add_argument("--eval-every", type=non_negative_int, default=0)
     tune.add_argument("--output", required=True, help="output folder")
     add_run_arguments(tune)
     tune.set_defaults(func=run_finetune)
@@ -84,14 +86,14 @@ def register(subparsers) -> None:
                     "Hugging Face GPT-2 folder). --temperature 0 is greedy decoding.")
     gen.add_argument("checkpoint", help="checkpoint folder")
     gen.add_argument("prompt", help="text to continue")
-    gen.add_argument("--max-new-tokens", type=int, default=100)
-    gen.add_argument("--temperature", type=float, default=1.0)
-    gen.add_argument("--top-k", type=int, default=0, help="0 = off")
-    gen.add_argument("--top-p", type=float, default=1.0, help="1 = off")
-    gen.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off")
+    gen.add_argument("--max-new-tokens", type=positive_int, default=100)
+    gen.add_argument("--temperature", type=non_negative_float, default=1.0)
+    gen.add_argument("--top-k", type=non_negative_int, default=0, help="0 = off")
+    gen.add_argument("--top-p", type=probability, default=1.0, help="1 = off")
+    gen.add_argument("--repetition-penalty", type=positive_float, default=1.0, help="1 = off")
     gen.add_argument("--stop", action="append", default=[], metavar="TEXT",
                      help="stop when this one-token text is generated (repeatable), e.g. '\\n'")
-    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--seed", type=any_int, default=None)
     gen.add_argument("--no-cache", action="store_true",
                      help="recompute the whole prefix at every step (slow; for checking)")
     gen.add_argument("--device", default="cpu")

@@ -11,6 +11,8 @@ from pathlib import Path
 from plmkit.commands._common import (add_run_arguments, check_output_file, resume_from,
                                      run_options)
 from plmkit.errors import PlmError
+from plmkit.commands._types import (non_negative_float, non_negative_int, positive_float,
+                                    positive_int, probability)
 
 
 def register(subparsers) -> None:
@@ -34,24 +36,24 @@ def register(subparsers) -> None:
     train.add_argument("--tgt-lang", default="de", help="target language code (default de)")
     train.add_argument("--size", choices=tuple(TRANSFORMER_SIZES), default="small",
                        help="named model size; base is the paper's (default: small)")
-    train.add_argument("--vocab-size", type=int, default=8000,
+    train.add_argument("--vocab-size", type=positive_int, default=8000,
                        help="joint WordPiece vocabulary size (default 8000)")
     train.add_argument("--tokenizer", metavar="FOLDER", help="use this vocabulary folder")
     train.add_argument("--lowercase", action="store_true", help="uncased vocabulary")
-    train.add_argument("--max-length", type=int, default=64,
+    train.add_argument("--max-length", type=positive_int, default=64,
                        help="longest sentence in tokens; longer ones are cut (default 64)")
-    train.add_argument("--batch-size", type=int, default=64, help="sentence pairs per step")
-    train.add_argument("--max-steps", type=int, default=2000)
-    train.add_argument("--learning-rate", "--lr", type=float, default=None,
+    train.add_argument("--batch-size", type=positive_int, default=64, help="sentence pairs per step")
+    train.add_argument("--max-steps", type=non_negative_int, default=2000)
+    train.add_argument("--learning-rate", "--lr", type=positive_float, default=None,
                        help="noam: the factor of d^-0.5·min(step^-0.5, step·warmup^-1.5) "
                             "(default 1.0); other schedules: the peak rate (default 5e-4)")
     train.add_argument("--schedule", default="noam",
                        choices=("noam", "linear", "cosine", "constant"))
-    train.add_argument("--warmup-steps", type=int, default=None,
+    train.add_argument("--warmup-steps", type=non_negative_int, default=None,
                        help="warm-up steps (default: the paper's 4000, or max_steps/10 if that "
                             "is smaller)")
-    train.add_argument("--label-smoothing", type=float, default=0.1)
-    train.add_argument("--dropout", type=float, default=None, help="default: the size's (0.1)")
+    train.add_argument("--label-smoothing", type=probability, default=0.1)
+    train.add_argument("--dropout", type=probability, default=None, help="default: the size's (0.1)")
     train.add_argument("--norm-first", action="store_true", help="pre-LN instead of post-LN")
     train.add_argument("--learned-positions", action="store_true",
                        help="learned position embeddings instead of sinusoids")
@@ -59,13 +61,13 @@ def register(subparsers) -> None:
                        help="separate source and target embedding matrices")
     train.add_argument("--no-tie-output", action="store_true",
                        help="an output projection of its own (not the target embeddings)")
-    train.add_argument("--eval-every", type=int, default=0, help="dev evaluation every N steps")
-    train.add_argument("--bleu-sentences", type=int, default=500,
+    train.add_argument("--eval-every", type=non_negative_int, default=0, help="dev evaluation every N steps")
+    train.add_argument("--bleu-sentences", type=non_negative_int, default=500,
                        help="dev sentences decoded (greedy) for BLEU at each evaluation; 0 = all")
-    train.add_argument("--beam", type=int, default=4, help="beam size for the final test BLEU")
-    train.add_argument("--test-sentences", type=int, default=0,
+    train.add_argument("--beam", type=positive_int, default=4, help="beam size for the final test BLEU")
+    train.add_argument("--test-sentences", type=non_negative_int, default=0,
                        help="final BLEU on the first N test pairs only (0 = all)")
-    train.add_argument("--length-penalty", type=float, default=0.6, help="GNMT α (0 = off)")
+    train.add_argument("--length-penalty", type=non_negative_float, default=0.6, help="GNMT α (0 = off)")
     train.add_argument("--output", required=True, help="output folder")
     add_run_arguments(train)
     train.set_defaults(func=run_train)
@@ -79,10 +81,10 @@ def register(subparsers) -> None:
     translate.add_argument("sentences", nargs="*", metavar="SENTENCE")
     translate.add_argument("--input", metavar="FILE", help="one sentence per line")
     translate.add_argument("--output", metavar="FILE", help="write translations here")
-    translate.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy)")
-    translate.add_argument("--length-penalty", type=float, default=0.6, help="GNMT α (0 = off)")
-    translate.add_argument("--batch-size", type=int, default=32)
-    translate.add_argument("--max-length", type=int, default=None,
+    translate.add_argument("--beam", type=positive_int, default=4, help="beam size (1 = greedy)")
+    translate.add_argument("--length-penalty", type=non_negative_float, default=0.6, help="GNMT α (0 = off)")
+    translate.add_argument("--batch-size", type=positive_int, default=32)
+    translate.add_argument("--max-length", type=positive_int, default=None,
                            help="most tokens to generate (default: source length + 50)")
     translate.add_argument("--device", default="cpu")
     translate.set_defaults(func=run_translate)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from plmkit._io import corpus_files
 from plmkit.errors import PlmError
+from plmkit.commands._types import non_negative_int, positive_int
 
 
 def register(subparsers) -> None:
@@ -21,7 +22,7 @@ def register(subparsers) -> None:
     show.add_argument("--pair", help="a second text (sentence B)")
     show.add_argument("--model", help="model folder or vocab.txt (default: all-MiniLM-L6-v2's "
                                       "uncased BERT vocabulary)")
-    show.add_argument("--max-length", type=int, help="truncate to this many tokens (with "
+    show.add_argument("--max-length", type=non_negative_int, help="truncate to this many tokens (with "
                                                      "[CLS]/[SEP])")
     show.add_argument("--cased", action="store_true", help="do not lower-case (overrides the "
                                                           "model's tokenizer_config.json)")
@@ -36,10 +37,10 @@ def register(subparsers) -> None:
                        help="UTF-8 text files (.gz allowed)")
     train.add_argument("--output", required=True, type=Path, metavar="DIR",
                        help="folder to write vocab.txt and tokenizer_config.json into")
-    train.add_argument("--vocab-size", type=int, default=30522)
-    train.add_argument("--min-frequency", type=int, default=2,
+    train.add_argument("--vocab-size", type=positive_int, default=30522)
+    train.add_argument("--min-frequency", type=non_negative_int, default=2,
                        help="never merge a pair seen fewer times (default 2)")
-    train.add_argument("--limit-alphabet", type=int, default=1000,
+    train.add_argument("--limit-alphabet", type=non_negative_int, default=1000,
                        help="keep the N most frequent characters (default 1000; 0 = all)")
     train.add_argument("--cased", action="store_true", help="keep case and accents")
     train.add_argument("--special-tokens", nargs="+", metavar="TOKEN",
