@@ -13,7 +13,7 @@ import torch
 from plmkit.data.collate import Batches, pad_sequences
 from plmkit.models.bert import BertConfig, BertForPreTraining
 from plmkit.training import Trainer, TrainingConfig
-from plmkit.training.tasks import PretrainingTask
+from plmkit.training.bert_pretraining import PretrainingTask
 
 
 def synthetic(count: int, vocab: int, seed: int):
