@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from plmkit.cli import main
 
@@ -123,3 +125,24 @@ def test_pretrain_bad_inputs(tmp_path, capsys):
     assert main(["pretrain", "--corpus", str(tmp_path / "missing"),
                  "--output", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").glob("checkpoint-*"))
+
+
+def test_pretrain_seed_reproduces_the_weights_bit_for_bit(tmp_path):
+    """--seed fixes everything random, the initial weights included: two runs with one seed
+    write identical weights, another seed other ones (issue 16, class 5)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS * 2)
+
+    def weights(seed: int, name: str) -> dict:
+        output = tmp_path / name
+        assert main(["pretrain", "--corpus", str(corpus), "--model-size", "tiny", "--hidden",
+                     "64", "--heads", "2", "--intermediate", "128", "--max-steps", "3",
+                     "--batch-size", "4", "--max-seq-length", "32", "--dupe-factor", "1",
+                     "--eval-every", "0", "--save-every", "0", "--seed", str(seed),
+                     "--output", str(output), "--no-progress"]) == 0
+        return load_file(str(output / "model.safetensors"))
+
+    first, again, other = weights(7, "a"), weights(7, "b"), weights(8, "c")
+    assert first.keys() == again.keys() == other.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
