@@ -18,7 +18,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from plmkit.errors import PlmError
+from plmkit.ladder import GENERATIONS, LadderConfig, pretrain_bert, run_ladder
 
 
 def _generations(text: str) -> tuple[str, ...]:
@@ -26,8 +29,6 @@ def _generations(text: str) -> tuple[str, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from plmkit.ladder import GENERATIONS
-
     parser = subparsers.add_parser(
         "ladder", help="n-gram → NNLM → word2vec → LSTM → ELMo → GPT → BERT on the same data",
         description=__doc__.split("\n\n")[0])
@@ -75,8 +76,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plmkit.ladder import LadderConfig, pretrain_bert, run_ladder
-
     if args.bert_epochs is not None and not args.pretrain_bert:
         raise PlmError("--bert-epochs goes with --pretrain-bert", field="bert_epochs")
     if args.pretrain_bert and (args.resume or args.bert_en or args.bert_zh):
@@ -85,8 +84,6 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 0:
         raise PlmError("threads must be ≥ 0", field="threads")
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     polarity = args.polarity or (None, None)
     ner = args.ner or (None, None)
