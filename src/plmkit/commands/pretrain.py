@@ -9,9 +9,9 @@ This module only turns flags and a TOML file into configs; the recipe is
 name: ``prose``, ``ptb``), pick the vocabulary (MiniLM's uncased 30,522 by default, or
 ``--train-tokenizer N`` to learn one from the corpus), split off held-out documents, prepare the
 instances once into memmap shards (reused while the settings and tokenizer match), then run the
-one Trainer with the pre-training task. A TOML file
-(``--config``) maps onto the same fields: ``[model]`` → BertConfig, ``[training]`` →
-TrainingConfig, ``[data]`` → :class:`PretrainDataConfig`; flags given on the command line win.
+one Trainer with the pre-training task. A TOML file (``--config``) maps onto the same fields:
+``[model]`` → BertConfig, ``[training]`` → TrainingConfig, ``[data]`` →
+:class:`PretrainDataConfig`; flags given on the command line win.
 """
 
 from __future__ import annotations

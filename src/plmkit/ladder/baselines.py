@@ -13,7 +13,6 @@ from plmkit.evaluation.tagging import entity_scores
 from plmkit.models.ngram import NgramLM
 
 
-# ------------------------------------------------------------------------------------- counting
 def ngram_classifier_accuracy(train: Sequence[tuple[list[str], str]],
                               dev: Sequence[tuple[list[str], str]], labels: Sequence[str]) -> float:
     """Bayes rule over class-conditional KN bigram LMs: argmax_c log P(c) + log P(text | c).

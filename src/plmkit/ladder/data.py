@@ -18,7 +18,6 @@ from plmkit.evaluation.tagging import is_entity_tag
 from plmkit.ladder.plan import MAX_CHARS, MAX_WORDS, LadderConfig, Plan
 
 
-# ------------------------------------------------------------------------------------- data
 @dataclass
 class LadderData:
     """Everything the generations share, read once."""
@@ -72,6 +71,8 @@ def _take(items: list, count: int, seed: int) -> list:
 
 
 def load_data(config: LadderConfig, plan: Plan) -> LadderData:
+    """The built-in corpora and tasks (or the files ``config`` names), cut to ``plan``'s sizes by
+    seeded draws; NER files must carry BIO tags."""
     if config.corpus == "ptb":
         splits = ptb()
         train_path, test_path = splits["train"], Path(config.test_corpus or splits["test"])

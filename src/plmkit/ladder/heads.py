@@ -18,7 +18,6 @@ from plmkit.models.pretrained import PretrainedMixin
 from plmkit.models.rnn import split_layers
 
 
-# ------------------------------------------------------------------------------------- heads
 @dataclass
 class HeadOutput:
     loss: Tensor | None

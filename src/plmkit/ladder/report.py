@@ -18,7 +18,6 @@ from plmkit.ladder.plan import (CONTROLS, PRETRAINING_RECORD, REUSABLE_BERTS, La
                                 Row, describe_pretraining, pretraining_record)
 
 
-# ------------------------------------------------------------------------------------- output
 def cell(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 

@@ -66,8 +66,6 @@ def masked_lm_summary(metrics: Path, sentences: Sequence[Sequence[str]],
     return summary
 
 
-
-# ------------------------------------------------------------------------------------- runner
 class Ladder:
     """Runs the chosen generations on one :class:`LadderData` and collects their rows."""
 
