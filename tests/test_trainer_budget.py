@@ -15,7 +15,7 @@ from plmkit.models.bert import BertConfig, BertForPreTraining
 from plmkit.training import Trainer, TrainingConfig
 from plmkit.training.optim import budget_schedule_function, schedule_function
 from plmkit.training.reporting import read_metrics
-from plmkit.training.tasks import PretrainingTask
+from plmkit.training.bert_pretraining import PretrainingTask
 
 
 class FakeClock:
