@@ -59,13 +59,7 @@ def _assert_same_weights(a: Path, b: Path) -> None:
 
 
 def _seeded_runs() -> list:
-    # plm pretrain builds its model before seeding (issue 16, class 5); commands/pretrain.py
-    # belongs to the recipes branch, which fixes it. Strict: this fails once it is fixed, so
-    # the mark is then removed.
-    pretrain = pytest.param("pretrain", marks=pytest.mark.xfail(
-        strict=True, reason="pretrain draws its initial weights before seeding"))
-    return [pretrain if name == "pretrain" else name for name in sorted(_training_commands())] \
-        + [f"train-lm {arch}" for arch in LM_ARCHITECTURES]
+    return sorted(_training_commands()) + [f"train-lm {arch}" for arch in LM_ARCHITECTURES]
 
 
 @pytest.mark.parametrize("name", _seeded_runs())
