@@ -32,9 +32,10 @@ from plmkit.data.shards import (PretrainingDataset, collate_pretraining, prepare
                                 tokenizer_hash)
 from plmkit.errors import PlmError
 from plmkit.models.bert import BertConfig, BertForPreTraining
+from plmkit.runtime import resolve_device
 from plmkit.tokenization import WordPieceTokenizer, train_wordpiece
 from plmkit.training.distributed import barrier, init_distributed
-from plmkit.training.trainer import Trainer, TrainingConfig, TrainResult, resolve_device
+from plmkit.training.trainer import Trainer, TrainingConfig, TrainResult
 
 
 def _mlm_correct(logits: Tensor, labels: Tensor, masked: Tensor | None) -> tuple[int, int]:
