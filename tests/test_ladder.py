@@ -125,11 +125,11 @@ def test_subset_and_library_call(data, tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--generations", "ngram,transformerxl"], "unknown generation"),
     (["--generations", "ngram,ngram"], "twice"),
-    (["--budget", "0"], "budget"),
-    (["--budget", "-2"], "budget"),
-    (["--budget", "nan"], "budget"),
-    (["--few-labels", "-1"], "few_labels"),
-    (["--few-draws", "0"], "few_draws"),
+    (["--budget", "0"], "--budget"),
+    (["--budget", "-2"], "--budget"),
+    (["--budget", "nan"], "--budget"),
+    (["--few-labels", "-1"], "--few-labels"),
+    (["--few-draws", "0"], "--few-draws"),
 ])
 def test_bad_options_fail_before_writing(data, tmp_path, capsys, flags, message):
     output = tmp_path / "ladder"
@@ -364,7 +364,7 @@ def test_reused_bert_is_checked_before_anything_runs(data, tmp_path, capsys):
         LadderConfig(generations=("ngram",), bert_en=str(english))
     for flags, message in ((["--bert-epochs", "3"], "--bert-epochs goes with --pretrain-bert"),
                            (["--pretrain-bert", "zh", "--resume"], "only pre-trains"),
-                           (["--pretrain-bert", "zh", "--bert-epochs", "-1"], "epochs must be")):
+                           (["--pretrain-bert", "zh", "--bert-epochs", "-1"], "--bert-epochs: must be")):
         assert main(["ladder", "--output", str(output), *_cli_args(data), *flags]) == 2
         assert message in capsys.readouterr().err
         assert not output.exists()

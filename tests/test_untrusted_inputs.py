@@ -117,3 +117,26 @@ def test_max_parameters_bounds_one_command_and_is_restored(minilm_dir, capsys, m
     assert main(["info", str(minilm_dir)]) == 0
     assert main(["--max-parameters", "-3", "info", str(minilm_dir)]) == 2
     assert "--max-parameters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", sorted(__import__("_commands").commands_with("--save-every")))
+def test_a_training_output_that_is_a_file_is_one_line_before_any_work(command, tmp_path, capsys):
+    """Every training command writes a folder; `pretrain --output FILE` used to end in a
+    NotADirectoryError after preparing its data."""
+    from _commands import parsable_argv
+
+    existing = tmp_path / "results.txt"
+    existing.write_text("keep me\n")
+    assert main(parsable_argv(command, subcommands()[command], existing)) == 2
+    line = _one_error_line(capsys, command)
+    assert "results.txt" in line and "is a file" in line
+    assert existing.read_text() == "keep me\n"
+
+
+def test_a_bad_value_in_the_toml_file_names_the_file_and_field(tmp_path, capsys):
+    config = tmp_path / "big.toml"
+    config.write_text('[model]\nhidden_size = "big"\n')
+    assert main(["pretrain", "--config", str(config), "--output", str(tmp_path / "run")]) == 2
+    line = _one_error_line(capsys, "pretrain")
+    assert "big.toml" in line and "[hidden_size]" in line
+    assert not (tmp_path / "run").exists()

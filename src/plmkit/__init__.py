@@ -2,13 +2,16 @@
 
 Layers (a layer imports only layers below it)::
 
-    cli.py, pipelines/            thin faces
+    cli.py, commands/             the plm command: parse, lock the output, call one function
+    ladder/                       every generation on the same data
+    pipelines/                    inference faces (never import training/)
+    training/                     the one Trainer and one recipe per model family
+    downstream/                   a fine-tuned folder's task settings, features, predictions
     evaluation/                   metrics, decoding
-    training/                     the one Trainer
     models/                       attention core, BERT, GPT, Transformer, older generations
     data/                         corpora, pre-training instances, task datasets, collators
-    tokenization/, datasets/      text -> ids; named real sources fetched into a cache
-    errors.py, _io.py, config.py  the floor everything stands on
+    tokenization/, datasets/      text -> ids; named real sources fetched into a verified cache
+    errors.py, _io.py, config.py, precision.py, runtime.py   the floor everything stands on
 """
 
 from __future__ import annotations

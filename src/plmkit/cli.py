@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from plmkit._io import claim_output
 from plmkit.commands._types import OneLineParser, positive_float
@@ -49,8 +50,13 @@ def _owned_output(args: argparse.Namespace) -> contextlib.AbstractContextManager
     so a command added later is covered too). Under torchrun the ranks share one output, and
     rank 0 holds the lock for all of them."""
     output = getattr(args, "output", None)
-    if not isinstance(output, (str, os.PathLike)) or not os.fspath(output) \
-            or os.environ.get("RANK", "0") != "0":
+    if not isinstance(output, (str, os.PathLike)) or not os.fspath(output):
+        return contextlib.nullcontext()
+    if getattr(args, "output_kind", None) == "folder" and Path(output).exists() \
+            and not Path(output).is_dir():
+        raise PlmError("is a file; --output names the folder this run writes", path=output,
+                       field="output")
+    if os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
     return claim_output(output)
 

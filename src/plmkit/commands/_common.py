@@ -1,6 +1,6 @@
 """Flags every training command shares, declared once so they are spelt and behave the same in
-``finetune``, ``train-gpt``, ``finetune-gpt``, ``train-translation`` and ``train-lm`` (``pretrain``
-reads the same names but leaves unset ones to its TOML file)."""
+``pretrain``, ``finetune``, ``train-gpt``, ``finetune-gpt``, ``train-translation`` and
+``train-lm`` (``pretrain`` leaves the ones not typed to its TOML file)."""
 
 from __future__ import annotations
 
@@ -8,28 +8,40 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from plmkit.errors import PlmError
 from plmkit.commands._types import any_int, non_negative_float, non_negative_int
+from plmkit.errors import PlmError
 from plmkit.precision import PRECISIONS
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Budget, precision, compile, seed, checkpoints, resume and progress flags."""
+def add_run_arguments(parser: argparse.ArgumentParser, *, unset: bool = False) -> None:
+    """Budget, precision, compile, seed, checkpoints, resume and progress flags.
+
+    ``unset=True`` leaves a flag that is not given as None instead of its default, for a command
+    whose TOML file supplies the rest (``pretrain --config``): a flag typed wins over the file,
+    a flag not typed does not overwrite it.
+    """
+
+    def default(value: Any) -> Any:
+        return None if unset else value
+
     group = parser.add_argument_group("run")
-    group.add_argument("--max-minutes", type=non_negative_float, default=0.0,
+    group.add_argument("--max-minutes", type=non_negative_float, default=default(0.0),
                        help="wall-clock budget: stop, evaluate and save after this many minutes "
                             "(0 = none; the schedule is still planned over the full run)")
-    group.add_argument("--save-every", type=non_negative_int, default=0,
+    group.add_argument("--save-every", type=non_negative_int, default=default(0),
                        help="checkpoint every N steps (0 = at the end only)")
-    group.add_argument("--precision", choices=PRECISIONS, default="auto",
+    group.add_argument("--precision", choices=PRECISIONS, default=default("auto"),
                        help="auto (default): bf16 where this CPU/GPU computes it natively and "
                             "faster, else fp32 (fp16 on a GPU without bf16); bf16/fp16: autocast "
                             "with fp32 master weights")
-    group.add_argument("--compile", action="store_true", help="torch.compile the model")
-    group.add_argument("--seed", type=any_int, default=42)
+    group.add_argument("--compile", action="store_true", default=default(False),
+                       help="torch.compile the model")
+    group.add_argument("--seed", type=any_int, default=default(42))
     group.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                        help="continue from the last (or the given) checkpoint in --output")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    # A training run writes a folder: plm checks this before any work (cli._owned_output).
+    parser.set_defaults(output_kind="folder")
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from plmkit.errors import PlmError
+from plmkit.commands._types import any_int, non_negative_int, positive_float, positive_int
 from plmkit.ladder import GENERATIONS, LadderConfig, pretrain_bert, run_ladder
 
 
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ladder", help="n-gram → NNLM → word2vec → LSTM → ELMo → GPT → BERT on the same data",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("-o", "--output", required=True, help="folder for ladder.md/json/png")
-    parser.add_argument("--budget", type=float, default=1.0,
+    parser.add_argument("--budget", type=positive_float, default=1.0,
                         help="scales the training data (1 = a few minutes on 2 cores)")
     parser.add_argument("--generations", default=",".join(GENERATIONS),
                         help=f"comma-separated subset of {','.join(GENERATIONS)}")
@@ -48,10 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-task-text", action="store_true",
                         help="pre-train the English generations on the corpus alone, without "
                              "the polarity training sentences' text")
-    parser.add_argument("--few-labels", type=int, default=320, metavar="N",
+    parser.add_argument("--few-labels", type=non_negative_int, default=320, metavar="N",
                         help="also measure polarity with only N labelled sentences, trained for "
                              "as many updates (0: skip)")
-    parser.add_argument("--few-draws", type=int, default=3, metavar="K",
+    parser.add_argument("--few-draws", type=positive_int, default=3, metavar="K",
                         help="average the few-label accuracy over K different draws of the N "
                              "sentences (default 3)")
     parser.add_argument("--from-scratch", action="store_true",
@@ -64,13 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pretrain-bert", choices=["en", "zh"],
                         help="only pre-train the ladder's BERT for this language and save it "
                              "to --output (for --bert-en/--bert-zh)")
-    parser.add_argument("--bert-epochs", type=float, metavar="N",
+    parser.add_argument("--bert-epochs", type=positive_float, metavar="N",
                         help="with --pretrain-bert: passes over the text (default: the budget's)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows already in --output/ladder.json (same data, sizes "
                              "and seed) and run only the others")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--seed", type=any_int, default=42)
+    parser.add_argument("--threads", type=non_negative_int, default=0, help="torch threads (0: default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 

@@ -20,10 +20,12 @@ import argparse
 import dataclasses
 from typing import Any
 
+from plmkit.commands._common import add_run_arguments, resume_from
+from plmkit.commands._types import non_negative_int, positive_float, positive_int
 from plmkit.config import config_from_dict, load_toml
 from plmkit.errors import PlmError
 from plmkit.models.bert import BERT_SIZES, BertConfig
-from plmkit.precision import PRECISIONS
+from plmkit.models.pretrained import check_model_size
 from plmkit.training import TrainingConfig
 # build_tokenizer: imported here for callers of this module's old API (it lived here)
 from plmkit.training.bert_pretraining import PretrainDataConfig, build_tokenizer, pretrain_bert
@@ -39,38 +41,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", help="TOML with [model], [training], [data] tables")
     parser.add_argument("--model-size", default=None,
                         help="tiny (2/128), mini (4/256), small (4/512), medium (8/512), base (12/768)")
-    parser.add_argument("--layers", type=int, dest="num_hidden_layers")
-    parser.add_argument("--hidden", type=int, dest="hidden_size")
-    parser.add_argument("--heads", type=int, dest="num_attention_heads")
-    parser.add_argument("--intermediate", type=int, dest="intermediate_size")
+    parser.add_argument("--layers", type=positive_int, dest="num_hidden_layers")
+    parser.add_argument("--hidden", type=positive_int, dest="hidden_size")
+    parser.add_argument("--heads", type=positive_int, dest="num_attention_heads")
+    parser.add_argument("--intermediate", type=positive_int, dest="intermediate_size")
     parser.add_argument("--tokenizer", help="vocab.txt or folder (default: MiniLM's uncased vocab)")
-    parser.add_argument("--train-tokenizer", type=int, metavar="VOCAB_SIZE",
+    parser.add_argument("--train-tokenizer", type=non_negative_int, metavar="VOCAB_SIZE",
                         help="learn a WordPiece vocabulary of this size from the corpus instead")
     parser.add_argument("--cased", action="store_true", help="with --train-tokenizer: keep case")
-    parser.add_argument("--max-seq-length", type=int)
-    parser.add_argument("--dupe-factor", type=int)
+    parser.add_argument("--max-seq-length", type=positive_int)
+    parser.add_argument("--dupe-factor", type=positive_int)
     parser.add_argument("--whole-word-mask", action="store_true", default=None)
     parser.add_argument("--dynamic-masking", action="store_true", default=None)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--max-steps", type=int)
-    parser.add_argument("--max-minutes", type=float,
-                        help="wall-clock budget: stop, evaluate and save after this many minutes")
-    parser.add_argument("--lr", type=float, dest="learning_rate")
-    parser.add_argument("--warmup-steps", type=int)
+    parser.add_argument("--batch-size", type=positive_int)
+    parser.add_argument("--max-steps", type=non_negative_int)
+    parser.add_argument("--lr", type=positive_float, dest="learning_rate")
+    parser.add_argument("--warmup-steps", type=non_negative_int)
     parser.add_argument("--schedule", choices=["linear", "cosine", "constant"])
-    parser.add_argument("--accumulation", type=int, dest="gradient_accumulation_steps")
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        help="auto (default): bf16 where the hardware computes it natively, else "
-                             "fp32")
-    parser.add_argument("--compile", action="store_true", default=None)
-    parser.add_argument("--eval-every", type=int)
-    parser.add_argument("--save-every", type=int)
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--accumulation", type=positive_int, dest="gradient_accumulation_steps")
+    parser.add_argument("--eval-every", type=non_negative_int)
     parser.add_argument("--errors", choices=["strict", "replace"],
                         help="invalid UTF-8 in the corpus: stop (default) or replace")
-    parser.add_argument("--resume", nargs="?", const=True, default=False,
-                        help="continue from the latest checkpoint in --output (or this one)")
-    parser.add_argument("--no-progress", action="store_true")
+    add_run_arguments(parser, unset=True)
     parser.set_defaults(func=run)
 
 
@@ -117,12 +109,17 @@ def load_settings(args: argparse.Namespace):
         model = BertConfig(**model_values)
     except (TypeError, ValueError) as exc:
         raise PlmError(f"invalid model settings: {exc}", path=args.config, field="model") from None
+    except PlmError as exc:
+        if exc.path is None and args.config:  # a [model] value from the TOML file: name it
+            raise PlmError(exc.message, path=args.config, field=exc.field) from None
+        raise
+    check_model_size(model, source=args.config)  # --layers/--hidden typed by hand: before any work
     return model, training, data
 
 
 def run(args: argparse.Namespace) -> int:
     model, training, data = load_settings(args)
-    pretrain_bert(model, data, training, resume=args.resume,
+    pretrain_bert(model, data, training, resume=resume_from(args),
                   log=lambda message: print(f"plmkit: {message}"))
     return 0
 

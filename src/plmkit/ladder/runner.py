@@ -48,6 +48,11 @@ from plmkit.training.finetune import (ClassificationTask, FinetuneConfig, Taggin
 from plmkit.training.reporting import plot_curves, read_metrics
 from plmkit.training.trainer import Trainer, TrainingConfig
 
+# The ladder is the reference table of the lineage: its rows must mean the same on every machine,
+# so it trains in fp32 rather than in what --precision auto picks (bf16 where native, which moves
+# every row a little on AVX-512 BF16 processors and not on AVX2 ones).
+LADDER_PRECISION = "fp32"
+
 
 def masked_lm_summary(metrics: Path, sentences: Sequence[Sequence[str]],
                       last: int = 10) -> dict[str, float]:
@@ -106,7 +111,7 @@ class Ladder:
                               max_grad_norm=max_grad_norm, seed=self.config.seed, log_every=20,
                               eval_every=eval_every, save_every=0, keep_last=1,
                               progress=self.config.progress, plot=False, save_final=False,
-                              **extra)
+                              precision=LADDER_PRECISION, **extra)
 
     def _features(self, task: str, vocab, subset: Sequence[int] | None = None
                   ) -> tuple[list[dict], list[dict], Any]:
@@ -488,7 +493,7 @@ class Ladder:
             warmup_ratio=0.1,
             seed=self.config.seed,
             progress=self.config.progress, plot=False, device="cpu", keep_last=1,
-            settings=settings))
+            precision=LADDER_PRECISION, settings=settings))
         return float(result.dev_metrics.get(metric, 0.0))
 
     def run_bert(self, pretrain: bool = True) -> tuple:
