@@ -102,7 +102,38 @@ def test_prepare_pretraining_writes_a_packed_manifest(tmp_path):
     # Full sequences: 7 + 6 tokens of one document, the boundary, then the next sentence (7)
     # would not fit; the trailing boundary is dropped, so 15 of 16 positions hold text.
     assert min(lengths[:-1]) == 15 and max(lengths) <= 16
-    assert all(dataset[i]["next_sentence_label"] == 0 for i in range(len(dataset)))
+    assert all("next_sentence_label" not in dataset[i] for i in range(len(dataset)))  # no NSP
     with pytest.raises(PlmError, match="objective"):
         prepare_pretraining(corpus, tokenizer, tmp_path / "other", objective="nsp_only",
                             progress=False)
+
+
+def test_plm_pretrain_masked_lm_alone_on_the_clock(tmp_path, capsys):
+    """--objective mlm --schedule-clock time: packed rows, no NSP loss, the rate at its floor
+    when the budget ends; a mask rate of 1 and a clock without a budget are one line."""
+    import json
+
+    from plmkit.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"The cat number {i} sat on the mat.\nIt was warm there.\n\n"
+                              for i in range(60)))
+    output = tmp_path / "run"
+    base = ["pretrain", "--corpus", str(corpus), "--model-size", "tiny", "--batch-size", "4",
+            "--max-seq-length", "32", "--dupe-factor", "1", "--no-progress", "--objective", "mlm"]
+    assert main([*base, "--output", str(output), "--schedule-clock", "time", "--max-minutes",
+                 "0.03", "--schedule", "triangular", "--min-lr-ratio", "0.1",
+                 "--precision", "fp32"]) == 0
+    records = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in records if "loss" in r and "lr" in r]
+    assert trained and all("nsp_loss" not in r for r in records)
+    assert trained[-1]["lr"] == pytest.approx(1e-5, rel=0.05)  # 0.1 × the 1e-4 default
+    manifest = json.loads((output / "data" / "train" / "manifest.json").read_text())
+    assert manifest["objective"] == "mlm" and manifest["num_not_next"] == 0
+    assert "the schedule ended at its floor" in capsys.readouterr().out
+
+    assert main([*base, "--output", str(tmp_path / "a"), "--masked-lm-prob", "1"]) == 2
+    assert "masked_lm_prob" in capsys.readouterr().err
+    assert main([*base, "--output", str(tmp_path / "b"), "--schedule-clock", "time"]) == 2
+    assert "max_minutes" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -21,7 +21,8 @@ import dataclasses
 from typing import Any
 
 from plmkit.commands._common import add_run_arguments, resume_from
-from plmkit.commands._types import non_negative_int, positive_float, positive_int
+from plmkit.commands._types import (non_negative_int, positive_float, positive_int,
+                                    probability)
 from plmkit.config import config_from_dict, load_toml
 from plmkit.errors import PlmError
 from plmkit.models.bert import BERT_SIZES, BertConfig
@@ -57,9 +58,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-steps", type=non_negative_int)
     parser.add_argument("--lr", type=positive_float, dest="learning_rate")
     parser.add_argument("--warmup-steps", type=non_negative_int)
-    parser.add_argument("--schedule", choices=["linear", "cosine", "constant"])
+    parser.add_argument("--schedule", choices=["linear", "triangular", "cosine", "constant"])
     parser.add_argument("--accumulation", type=positive_int, dest="gradient_accumulation_steps")
     parser.add_argument("--eval-every", type=non_negative_int)
+    parser.add_argument("--objective", choices=["mlm_nsp", "mlm"],
+                        help="mlm_nsp (default): BERT's sentence pairs with next sentence "
+                             "prediction; mlm: rows packed full of whole sentences, masked LM "
+                             "alone (RoBERTa's FULL-SENTENCES)")
+    parser.add_argument("--masked-lm-prob", type=probability, help="share of tokens to predict "
+                        "(default 0.15)")
+    parser.add_argument("--schedule-clock", choices=["steps", "time"],
+                        help="plan warm-up and decay over --max-steps (default) or over "
+                             "--max-minutes, so the rate reaches its floor when the budget ends")
+    parser.add_argument("--min-lr-ratio", type=probability,
+                        help="the floor of the decay, as a share of --lr (default 0)")
+    parser.add_argument("--warmup-ratio", type=probability,
+                        help="warm-up as a share of the run (of the minutes, on the time clock)")
     parser.add_argument("--errors", choices=["strict", "replace"],
                         help="invalid UTF-8 in the corpus: stop (default) or replace")
     add_run_arguments(parser, unset=True)
@@ -87,7 +101,8 @@ def load_settings(args: argparse.Namespace):
              "train_tokenizer": args.train_tokenizer, "max_seq_length": args.max_seq_length,
              "dupe_factor": args.dupe_factor, "whole_word_mask": args.whole_word_mask,
              "dynamic_masking": args.dynamic_masking, "batch_size": args.batch_size,
-             "errors": args.errors}
+             "errors": args.errors, "objective": args.objective,
+             "masked_lm_prob": args.masked_lm_prob}
     data = dataclasses.replace(data, **{k: v for k, v in flags.items() if v is not None})
     if args.cased:
         data.lowercase = False
@@ -100,9 +115,13 @@ def load_settings(args: argparse.Namespace):
                                                "warmup_steps",
                                                "schedule", "gradient_accumulation_steps",
                                                "precision", "compile", "eval_every",
-                                               "save_every", "seed")}
-    training = dataclasses.replace(training, **{k: v for k, v in overrides.items()
-                                                if v is not None})
+                                               "save_every", "seed", "schedule_clock",
+                                               "min_lr_ratio", "warmup_ratio")}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given.get("schedule_clock") == "time" and "max_steps" not in given \
+            and "max_steps" not in table.get("training", {}):
+        given["max_steps"] = 0  # the budget ends the run, not the 1000-step default
+    training = dataclasses.replace(training, **given)
     if args.no_progress:
         training.progress = False
     try:

@@ -611,10 +611,12 @@ class PretrainingDataset:
             masked_lm_prob=self.masked_lm_prob,
             max_predictions_per_seq=self.max_predictions_per_seq,
             whole_word_mask=self.whole_word_mask, word_starts=word_starts)
-        return {"input_ids": masked,
+        item = {"input_ids": masked,
                 "token_type_ids": token_type_ids(length, int(record["segment_a_length"])),
-                "labels": labels,
-                "next_sentence_label": int(record["next_sentence_label"])}
+                "labels": labels}
+        if self.manifest.objective != "mlm":  # packed rows have no sentence pair to judge
+            item["next_sentence_label"] = int(record["next_sentence_label"])
+        return item
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, Tensor]:
         return collate_pretraining(examples, self.pad_token_id)
@@ -630,14 +632,16 @@ def collate_pretraining(examples: Sequence[dict[str, Any]], pad_token_id: int
     input_ids = pad_sequences([e["input_ids"] for e in examples], pad_token_id)
     attention_mask = pad_sequences([np.ones(len(e["input_ids"]), dtype=np.int64)
                                     for e in examples], 0)
-    return {
+    batch = {
         "input_ids": input_ids,
         "token_type_ids": pad_sequences([e["token_type_ids"] for e in examples], 0),
         "attention_mask": attention_mask,
         "labels": pad_sequences([e["labels"] for e in examples], IGNORE_INDEX),
-        "next_sentence_label": torch.tensor([int(e["next_sentence_label"]) for e in examples],
-                                            dtype=torch.long),
     }
+    if all("next_sentence_label" in e for e in examples):  # absent for masked LM alone
+        batch["next_sentence_label"] = torch.tensor(
+            [int(e["next_sentence_label"]) for e in examples], dtype=torch.long)
+    return batch
 
 
 def iter_rows(shard_dir: str | Path) -> Iterator[np.void]:

@@ -28,6 +28,7 @@ from plmkit import datasets
 from plmkit._io import atomic_write, write_text_atomic
 from plmkit.data.collate import Batches
 from plmkit.data.corpus import read_documents
+from plmkit.data.pretraining import OBJECTIVES
 from plmkit.data.shards import (PretrainingDataset, collate_pretraining, prepare_pretraining,
                                 tokenizer_hash)
 from plmkit.errors import PlmError
@@ -127,6 +128,17 @@ class PretrainDataConfig:
     max_eval_instances: int = 2000
     seed: int = 12345
     errors: str = "strict"
+    # "mlm_nsp": BERT's pairs with next sentence prediction; "mlm": full packed rows, masked LM
+    # alone (RoBERTa's FULL-SENTENCES), no NSP head loss.
+    objective: str = "mlm_nsp"
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise PlmError(f"objective must be one of {', '.join(OBJECTIVES)}, not "
+                           f"{self.objective!r}", field="objective")
+        if not 0 < self.masked_lm_prob < 1:
+            raise PlmError(f"masked_lm_prob must be in (0, 1), not {self.masked_lm_prob!r}",
+                           field="masked_lm_prob")
 
 
 def _silent(message: str) -> None:
@@ -194,7 +206,8 @@ def prepare_shards(text: Path, tokenizer: Any, folder: Path, data: PretrainDataC
     sentence a line, so ``"bert"``."""
     prepare_pretraining(text, tokenizer, folder, max_seq_length=data.max_seq_length,
                         short_seq_prob=data.short_seq_prob, dupe_factor=dupe_factor,
-                        seed=data.seed, errors=data.errors, progress=progress, format=format)
+                        seed=data.seed, errors=data.errors, progress=progress, format=format,
+                        objective=data.objective)
     return folder
 
 
@@ -206,6 +219,8 @@ def prepare_data(corpus: list[Path], tokenizer: Any, data: PretrainDataConfig, o
     folder.mkdir(parents=True, exist_ok=True)
     recipe = {k: getattr(data, k) for k in ("max_seq_length", "short_seq_prob", "dupe_factor",
                                             "heldout_fraction", "seed")}
+    if data.objective != "mlm_nsp":  # so that earlier runs' stamps (NSP only) stay valid
+        recipe["objective"] = data.objective
     recipe["tokenizer"] = tokenizer_hash(tokenizer)
     recipe["corpus"] = [_fingerprint(p) for p in corpus]
     stamp = folder / "recipe.json"

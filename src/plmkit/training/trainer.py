@@ -349,7 +349,8 @@ class Trainer:
                     self.state.global_step += 1
                     step = self.state.global_step
                     bar.update(1)
-                    if step % config.log_every == 0 or step == total:
+                    budget_spent = clock is not None and clock.progress() >= 1.0
+                    if step % config.log_every == 0 or step == total or budget_spent:
                         elapsed = time.perf_counter() - window_start
                         record = self._log_window(window, tokens / max(elapsed, 1e-9),
                                                   scheduler.get_last_lr()[0])
@@ -367,7 +368,7 @@ class Trainer:
                     if config.save_every and step % config.save_every == 0 and step != total \
                             and not saved:
                         self._save(step, optimizer, scheduler)
-                    if clock is not None and not stop and clock.progress() >= 1.0:
+                    if budget_spent and not stop:
                         stop = True
                         if self.context.is_main:
                             print(f"plmkit: time budget of {config.max_minutes:g} min reached at "
