@@ -236,7 +236,8 @@ class Trainer:
     def _announce(self) -> dict[str, Any]:
         record = self.run_record()
         if self.context.is_main:
-            print(f"plmkit: {self.precision.describe()}", file=sys.stderr, flush=True)
+            if self.precision.requested == "auto":  # an explicit choice needs no announcement
+                print(f"plmkit: {self.precision.describe()}", file=sys.stderr, flush=True)
             if self.precision.warning:
                 print(f"plmkit: warning: {self.precision.warning}", file=sys.stderr, flush=True)
             self.log.write({"step": self.state.global_step, "event": "start", **record})
