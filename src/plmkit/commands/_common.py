@@ -45,11 +45,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, unset: bool = False) -
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The :class:`~plmkit.training.TrainingConfig` fields those flags set."""
-    if args.max_minutes < 0:
-        raise PlmError("--max-minutes must be ≥ 0", field="max_minutes")
-    if args.save_every < 0:
-        raise PlmError("--save-every must be ≥ 0", field="save_every")
+    """The :class:`~plmkit.training.TrainingConfig` fields those flags set (their ranges are
+    checked by the parser, see ``_types``)."""
     return {"max_minutes": args.max_minutes, "save_every": args.save_every,
             "precision": args.precision, "compile": args.compile, "seed": args.seed,
             "progress": not args.no_progress}
@@ -72,23 +69,17 @@ def resume_from(args: argparse.Namespace) -> bool | Path:
     ``--output`` unless it is a path that exists. The checkpoint's ``config.json`` is read here
     so that a damaged one is a one-line error naming it, not a traceback halfway through.
     """
-    from plmkit.training.checkpoint import list_checkpoints
+    from plmkit.training.checkpoint import find_checkpoint
 
     if not args.resume:
         return False
     output = Path(args.output)
-    if args.resume is True:
-        found = list_checkpoints(output)
-        if not found:
-            return True
-        checkpoint = found[-1]
-    else:
-        checkpoint = Path(args.resume)
-        if not checkpoint.exists() and (output / checkpoint).exists():
-            checkpoint = output / checkpoint
-        if not checkpoint.is_dir():
-            raise PlmError("no such checkpoint (a folder, or checkpoint-N inside --output)",
-                           path=checkpoint, field="resume")
+    checkpoint = find_checkpoint(output, args.resume)
+    if checkpoint is None:
+        return True  # nothing saved yet: the Trainer says so
+    if not checkpoint.is_dir():
+        raise PlmError("no such checkpoint (a folder, or checkpoint-N inside --output)",
+                       path=checkpoint, field="resume")
     _check_checkpoint_config(checkpoint)
     return checkpoint
 

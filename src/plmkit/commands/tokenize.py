@@ -115,12 +115,6 @@ def _print_table(rows: list[dict]) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from plmkit.tokenization import train_wordpiece
 
-    if args.vocab_size < 1:
-        raise PlmError("--vocab-size must be positive", field="vocab_size")
-    if args.min_frequency < 0:
-        raise PlmError("--min-frequency must not be negative", field="min_frequency")
-    if args.limit_alphabet < 0:
-        raise PlmError("--limit-alphabet must not be negative", field="limit_alphabet")
     files = corpus_files(args.corpus)  # a folder stands for its .txt/.gz files
     if not files:
         raise PlmError("no .txt or .gz file in the corpus folder", path=args.corpus[0])

@@ -49,6 +49,19 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def find_checkpoint(output_dir: Path, resume: bool | str | Path) -> Path | None:
+    """What ``--resume`` names: the last ``checkpoint-*`` in ``output_dir`` (for True/"latest";
+    None when there is none), or the given folder, where ``checkpoint-N`` that is not a path
+    from here means the run's own ``output_dir/checkpoint-N``."""
+    if not isinstance(resume, (str, Path)) or str(resume) in ("True", "auto", "latest"):
+        found = list_checkpoints(output_dir)
+        return found[-1] if found else None
+    checkpoint = Path(resume)
+    if not checkpoint.exists() and (output_dir / checkpoint).exists():
+        checkpoint = output_dir / checkpoint
+    return checkpoint
+
+
 def rng_state() -> dict[str, Any]:
     """Every generator's state as tensors and plain values (loadable with ``weights_only``)."""
     kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
@@ -177,5 +190,5 @@ def check_compatible(checkpoint: Path, model_config: dict[str, Any],
                        path=checkpoint)
 
 
-__all__ = ["check_compatible", "list_checkpoints", "load_trainer_state", "refuse_existing_run", "rng_state",
+__all__ = ["check_compatible", "find_checkpoint", "list_checkpoints", "load_trainer_state", "refuse_existing_run", "rng_state",
            "rotate_checkpoints", "save_checkpoint", "saved_training_config", "set_rng_state"]

@@ -51,6 +51,7 @@ from plmkit.downstream.settings import (TASK_ALIASES, TASK_FILE, TASKS, TaskSett
 from plmkit.errors import PlmError
 from plmkit.evaluation.tagging import is_entity_tag
 from plmkit.models.pretrained import read_checkpoint_config
+from plmkit.training.checkpoint import refuse_existing_run
 
 
 class CheckpointFiles:
@@ -207,7 +208,7 @@ def finetune(config: FinetuneConfig, *, resume: bool | str | Path = False) -> Fi
         raise PlmError("give the training data (--train)", field="train")
     folder = Path(config.model)
     if not resume:
-        _check_fresh_output(Path(config.output_dir))
+        refuse_existing_run(Path(config.output_dir))  # before reading any data
     saved = read_checkpoint_config(folder)
     settings = config.settings.resolved(saved.get("max_position_embeddings"))
     tokenizer = load_tokenizer(folder)
@@ -274,15 +275,6 @@ def finetune(config: FinetuneConfig, *, resume: bool | str | Path = False) -> Fi
     write_text_atomic(output / "results.json", json.dumps(summary, indent=2) + "\n")
     return FinetuneResult(output, dev_metrics, test_metrics, result.best_checkpoint,
                           result.global_step, len(train_examples), seconds)
-
-
-def _check_fresh_output(output: Path) -> None:
-    """Refuse a folder that holds another run: its metrics.jsonl would be appended to (mixing
-    two runs in the curves and in the choice of the best evaluation) and its checkpoints
-    mistaken for ours."""
-    if (output / "metrics.jsonl").exists() or any(output.glob("checkpoint-*")):
-        raise PlmError("the output folder already holds a training run; choose another "
-                       "--output or remove this one", path=output)
 
 
 def _best_eval(output: Path, best: Path | None) -> dict[str, float]:

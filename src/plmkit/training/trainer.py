@@ -477,15 +477,9 @@ class Trainer:
 
     def _resume(self, resume: bool | str | Path, optimizer: torch.optim.Optimizer,
                 scheduler: Any) -> None:
-        if isinstance(resume, (str, Path)) and str(resume) not in ("True", "auto", "latest"):
-            checkpoint = Path(resume)
-            if not checkpoint.exists() and (self.output_dir / checkpoint).exists():
-                checkpoint = self.output_dir / checkpoint  # "checkpoint-N" means the run's own
-        else:
-            found = ckpt.list_checkpoints(self.output_dir)
-            if not found:
-                raise PlmError("nothing to resume: no checkpoint-* folder", path=self.output_dir)
-            checkpoint = found[-1]
+        checkpoint = ckpt.find_checkpoint(self.output_dir, resume)
+        if checkpoint is None:
+            raise PlmError("nothing to resume: no checkpoint-* folder", path=self.output_dir)
         self._keep_checkpoint_precision(checkpoint)
         ckpt.check_compatible(checkpoint, self._model_config(), self.training_config_dict())
         saved = ckpt.load_trainer_state(checkpoint)
