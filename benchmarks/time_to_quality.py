@@ -120,7 +120,9 @@ def run_side(side: str, args: argparse.Namespace, paths: dict[str, Path], steps:
     else:
         recipe = ["--recipe", "budget"] if side == "budget" else ["--max-steps", str(steps)]
         keep = args.work / "keep-all.toml"
-        keep.write_text("[training]\nkeep_last = 100000\n")
+        # every checkpoint kept for the scoring; no evaluation inside the run (the benchmark
+        # scores every side's checkpoints itself, and HF's run_mlm evaluates nothing meanwhile)
+        keep.write_text("[training]\nkeep_last = 100000\neval_every = 0\n")
         command = [sys.executable, "-m", "plmkit.cli", "pretrain", "--corpus",
                    str(paths["train"]), "--tokenizer", str(paths["vocab"]), "--model-size",
                    args.size, "--max-minutes", str(args.minutes), "--save-every",
@@ -169,7 +171,7 @@ def hf_worker(output: Path, work: Path, size: str, minutes: float, steps: int,
         output_dir=str(output), max_steps=steps, per_device_train_batch_size=HF_BATCH,
         learning_rate=5e-5, lr_scheduler_type="linear", save_steps=save_every,
         save_total_limit=None, logging_steps=50, report_to=[], use_cpu=True, bf16=bf16,
-        dataloader_num_workers=0, seed=42)
+        dataloader_num_workers=0, seed=42, disable_tqdm=True)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     trainer = Trainer(model=model, args=arguments, train_dataset=[{"input_ids": b} for b in blocks],
                       data_collator=collator, callbacks=[Budget()])
@@ -177,21 +179,43 @@ def hf_worker(output: Path, work: Path, size: str, minutes: float, steps: int,
     print(f"transformers {transformers.__version__}: {trainer.state.global_step} steps")
 
 
-def calibrate(args: argparse.Namespace, paths: dict[str, Path]) -> float:
-    """Optimiser steps per second of the mini model here (20 timed steps of plmkit, batch 32),
-    to plan the step-based schedules and the checkpoint spacing over the budget."""
-    from plmkit.models.bert import BertConfig, BertForPreTraining
+def calibrate(side: str, args: argparse.Namespace, paths: dict[str, Path]) -> float:
+    """Optimiser steps per second of ``side``'s own model here (batch 32 × 128, the precision
+    ``auto`` picks, median of 8 steps after 2), to plan its step-based schedule and its
+    checkpoint spacing over the budget. Each side is calibrated on its own code: Hugging Face's
+    dense MLM decoder is several times slower per step than our sparse one, so planning its
+    decay over our step count would leave it at two thirds of its learning rate at the end."""
+    from plmkit.precision import resolve_precision
 
     vocab = len((paths["vocab"] / "vocab.txt").read_text(encoding="utf-8").splitlines())
-    model = BertForPreTraining(BertConfig(vocab_size=vocab, **SIZES[args.size]))
+    torch.manual_seed(0)
+    batch = HF_BATCH
+    if side == "hf":
+        import transformers
+
+        model = transformers.BertForMaskedLM(transformers.BertConfig(
+            vocab_size=vocab, max_position_embeddings=512, **SIZES[args.size]))
+    else:
+        from plmkit.models.bert import BertConfig
+        from plmkit.training.bert_pretraining import RECIPES, build_bert
+
+        recipe = RECIPES["budget" if side == "budget" else "bert"]
+        batch = recipe.data.get("batch_size", HF_BATCH)
+        model = build_bert(BertConfig(vocab_size=vocab, **SIZES[args.size], **recipe.model),
+                           0, recipe.data.get("objective", "mlm_nsp"))
+    model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ids = torch.randint(5, vocab, (HF_BATCH, SEQ))
-    labels = torch.where(torch.rand(HF_BATCH, SEQ) < 0.15, ids, torch.full_like(ids, -100))
+    ids = torch.randint(5, vocab, (batch, SEQ))
+    labels = torch.where(torch.rand(batch, SEQ) < 0.15, ids, torch.full_like(ids, -100))
+    extra = ({"next_sentence_label": torch.zeros(batch, dtype=torch.long)}
+             if side == "previous" else {})
+    bf16 = resolve_precision("auto", "cpu").precision == "bf16"
     times = []
-    for _ in range(22):
+    for _ in range(10):
         start = time.perf_counter()
-        model(ids, labels=labels, next_sentence_label=torch.zeros(HF_BATCH, dtype=torch.long)
-              ).loss.backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=ids, labels=labels, **extra).loss
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         times.append(time.perf_counter() - start)
@@ -247,14 +271,16 @@ def report(results: list[dict], guess: dict[str, float], work: Path) -> None:
         if not points:
             continue
         minutes, loss, accuracy = zip(*points)
-        left.plot(minutes, loss, "o-", label=result["side"], markersize=3)
-        right.plot(minutes, accuracy, "o-", label=result["side"], markersize=3)
-        lines.append({"side": result["side"], "checkpoints": len(points),
+        label = result.get("label", result["side"])
+        left.plot(minutes, loss, "o-", label=label, markersize=3)
+        right.plot(minutes, accuracy, "o-", label=label, markersize=3)
+        lines.append({"side": label, "checkpoints": len(points),
                       "final minutes": minutes[-1], "held-out MLM loss": loss[-1],
                       "MLM accuracy": accuracy[-1], "best loss": min(loss),
                       "top-5": result["checkpoints"][-1]["mlm_top5"]})
-    reference = next((line["final minutes"] for line in lines if line["side"] == "hf"), None)
-    hf_loss = next((line["held-out MLM loss"] for line in lines if line["side"] == "hf"), None)
+    hf = [line for line in lines if line["side"].startswith("hf")]
+    reference = hf[0]["final minutes"] if hf else None
+    hf_loss = hf[0]["held-out MLM loss"] if hf else None
     for result, line in zip([r for r in results if r.get("checkpoints")], lines):
         reached = [c["minutes"] for c in result["checkpoints"]
                    if hf_loss is not None and c.get("mlm_loss", 1e9) <= hf_loss]
@@ -302,16 +328,20 @@ def main() -> None:
         args.corpus, args.minutes, args.save_minutes, args.vocab_size = "prose", 0.5, 0.1, 3000
     print(machine())
     paths = prepare(args.work, args.corpus, args.vocab_size)
-    rate = calibrate(args, paths)
-    steps = max(10, int(rate * 60 * args.minutes))
-    save_every = max(1, int(rate * 60 * args.save_minutes))
-    print(f"calibration: {rate:.2f} steps/s -> {steps:,} steps in {args.minutes:g} min, a "
-          f"checkpoint every {save_every} steps")
     rows = torch.load(paths["eval"], weights_only=True)
-    results = [run_side(side, args, paths, steps, save_every) for side in args.sides.split(",")]
-    for result in results:
+    for side in args.sides.split(","):
+        rate = calibrate(side, args, paths)
+        steps = max(10, int(rate * 60 * args.minutes))
+        save_every = max(1, int(rate * 60 * args.save_minutes))
+        print(f"[{side}] calibration: {rate:.3f} steps/s -> {steps:,} steps in "
+              f"{args.minutes:g} min, a checkpoint every {save_every} steps", flush=True)
+        result = run_side(side, args, paths, steps, save_every)
+        result.update(minutes_budget=args.minutes, machine=machine_facts(),
+                      calibrated_steps_per_second=rate)
         for checkpoint in result.get("checkpoints", []):
             checkpoint.update(score(Path(checkpoint["path"]), rows))
+        (args.work / f"result-{side}-{args.minutes:g}min.json").write_text(
+            json.dumps(result, indent=2))
     from plmkit.tokenization import WordPieceTokenizer
 
     tokenizer = WordPieceTokenizer.from_pretrained(paths["vocab"])
@@ -319,8 +349,33 @@ def main() -> None:
         paths["train"].read_text(encoding="utf-8").splitlines()[:50000]) for i in ids)
     guess = frequency_guess(rows, train_ids)
     print(f"frequency guess: held-out loss {guess['mlm_loss']:.3f}, top-5 {guess['mlm_top5']:.3f}")
-    report(results, guess, args.work)
+    report(collect_results(args.work), guess, args.work)
 
+
+def machine_facts() -> dict:
+    from plmkit.precision import _cpu_model, cpu_capability, native_cpu_bf16
+
+    return {"cpu": _cpu_model() or "", "capability": cpu_capability(),
+            "native_bf16": native_cpu_bf16(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "line": machine()}
+
+
+def collect_results(work: Path) -> list[dict]:
+    """Every side run so far in ``work`` (sides may be run in separate invocations, e.g. one per
+    session), on the same processor kind as this run: a side measured on another CPU model or
+    capability is left out and named, since minutes on two machines do not compare."""
+    here = machine_facts()
+    results = []
+    for path in sorted(work.glob("result-*.json")):
+        result = json.loads(path.read_text())
+        facts = result.get("machine", {})
+        if (facts.get("cpu"), facts.get("capability")) != (here["cpu"], here["capability"]):
+            print(f"left out {path.name}: measured on {facts.get('line')}")
+            continue
+        result["label"] = f"{result['side']} ({result['minutes_budget']:g} min)"
+        results.append(result)
+    order = {"hf": 0, "previous": 1, "budget": 2}
+    return sorted(results, key=lambda r: (order.get(r["side"], 9), -r["minutes_budget"]))
 
 if __name__ == "__main__":
     main()

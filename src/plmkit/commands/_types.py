@@ -25,11 +25,11 @@ def _number(kind: type, text: str) -> int | float:
 
 
 def _bounded(kind: type, low: float | None, high: float | None, *, low_open: bool = False,
-             description: str) -> Callable[[str], int | float]:
+             high_open: bool = False, description: str) -> Callable[[str], int | float]:
     def parse(text: str) -> int | float:
         value = _number(kind, text)
         too_low = low is not None and (value <= low if low_open else value < low)
-        too_high = high is not None and value > high
+        too_high = high is not None and (value >= high if high_open else value > high)
         if too_low or too_high:
             raise argparse.ArgumentTypeError(f"must be {description}, not {text}")
         return value
@@ -51,15 +51,19 @@ non_negative_float = _bounded(float, 0, None, description="a number ≥ 0")
 # Probabilities and fractions: dropout, mask rates, sampling thresholds.
 probability = _bounded(float, 0, 1, description="a number from 0 to 1")
 fraction = _bounded(float, 0, 1, low_open=True, description="a number in (0, 1]")
+# Rates that must leave something on both sides: a masking rate of 0 trains nothing, of 1 hides
+# every token.
+open_probability = _bounded(float, 0, 1, low_open=True, high_open=True,
+                            description="a number strictly between 0 and 1")
 any_float = _bounded(float, None, None, description="a finite number")
 
 NUMBER_TYPES = (positive_int, non_negative_int, any_int, positive_float, non_negative_float,
-                probability, fraction, any_float)
+                probability, fraction, open_probability, any_float)
 
 # A value each type refuses, for the test that walks every numeric flag of every command.
 REFUSED_EXAMPLE = {positive_int: "0", non_negative_int: "-8", any_int: "1.5",
                    positive_float: "-1", non_negative_float: "-1", probability: "1.5",
-                   fraction: "0", any_float: "nan"}
+                   fraction: "0", open_probability: "1", any_float: "nan"}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -70,5 +74,6 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 __all__ = ["NUMBER_TYPES", "OneLineParser", "REFUSED_EXAMPLE", "any_float", "any_int", "fraction",
+           "open_probability",
            "non_negative_float", "non_negative_int", "positive_float", "positive_int",
            "probability"]

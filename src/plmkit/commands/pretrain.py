@@ -21,15 +21,16 @@ import dataclasses
 from typing import Any
 
 from plmkit.commands._common import add_run_arguments, resume_from
-from plmkit.commands._types import (non_negative_int, positive_float, positive_int,
-                                    probability)
+from plmkit.commands._types import (non_negative_int, open_probability, positive_float,
+                                    positive_int, probability)
 from plmkit.config import config_from_dict, load_toml
 from plmkit.errors import PlmError
 from plmkit.models.bert import BERT_SIZES, BertConfig
 from plmkit.models.pretrained import check_model_size
 from plmkit.training import TrainingConfig
 # build_tokenizer: imported here for callers of this module's old API (it lived here)
-from plmkit.training.bert_pretraining import PretrainDataConfig, build_tokenizer, pretrain_bert
+from plmkit.training.bert_pretraining import (RECIPES, PretrainDataConfig, build_tokenizer,
+                                              pretrain_bert, recipe)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "between documents; or paragraphs), or a built-in name: prose, general, ptb")
     parser.add_argument("--output", required=True, help="output folder (checkpoints, curves)")
     parser.add_argument("--config", help="TOML with [model], [training], [data] tables")
+    parser.add_argument("--recipe", choices=list(RECIPES), default="bert",
+                        help="; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values())
+                        + " (the TOML file and flags override its values)")
     parser.add_argument("--model-size", default=None,
                         help="tiny (2/128), mini (4/256), small (4/512), medium (8/512), base (12/768)")
     parser.add_argument("--layers", type=positive_int, dest="num_hidden_layers")
@@ -65,8 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="mlm_nsp (default): BERT's sentence pairs with next sentence "
                              "prediction; mlm: rows packed full of whole sentences, masked LM "
                              "alone (RoBERTa's FULL-SENTENCES)")
-    parser.add_argument("--masked-lm-prob", type=probability, help="share of tokens to predict "
-                        "(default 0.15)")
+    parser.add_argument("--masked-lm-prob", type=open_probability,
+                        help="share of tokens to predict (default 0.15; Wettig et al. 2022 found "
+                             "up to 0.4 pays for large models)")
     parser.add_argument("--schedule-clock", choices=["steps", "time"],
                         help="plan warm-up and decay over --max-steps (default) or over "
                              "--max-minutes, so the rate reaches its floor when the budget ends")
@@ -92,11 +97,13 @@ def load_settings(args: argparse.Namespace):
     if size not in BERT_SIZES:
         raise PlmError(f"unknown model size {size!r}; choose one of {', '.join(BERT_SIZES)}",
                        field="model_size")
-    model_values = {**BERT_SIZES[size], **model_values}
+    chosen = recipe(args.recipe)
+    model_values = {**BERT_SIZES[size], **chosen.model, **model_values}
     for name in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size"):
         if getattr(args, name) is not None:
             model_values[name] = getattr(args, name)
-    data = config_from_dict(PretrainDataConfig, table.get("data", {}), source=args.config)
+    data = config_from_dict(PretrainDataConfig, {**chosen.data, **table.get("data", {})},
+                            source=args.config)
     flags = {"corpus": args.corpus, "tokenizer": args.tokenizer,
              "train_tokenizer": args.train_tokenizer, "max_seq_length": args.max_seq_length,
              "dupe_factor": args.dupe_factor, "whole_word_mask": args.whole_word_mask,
@@ -109,7 +116,13 @@ def load_settings(args: argparse.Namespace):
     training_values = {"learning_rate": 1e-4, "warmup_steps": 100, "max_steps": 1000,
                        "log_every": 10, "eval_every": 200, "save_every": 200,
                        "plot_metrics": ["loss", "mlm_accuracy", "nsp_accuracy"],
-                       **table.get("training", {}), "output_dir": args.output}
+                       **chosen.training, **table.get("training", {}),
+                       "output_dir": args.output, "recipe": chosen.name}
+    if chosen.needs_budget and not (args.max_minutes or training_values.get("max_minutes")):
+        raise PlmError(f"--recipe {chosen.name} plans its schedule over a time budget: give "
+                       "--max-minutes (e.g. 60)", field="max_minutes")
+    if args.max_minutes is not None:  # the recipe's time clock is only valid with a budget
+        training_values["max_minutes"] = args.max_minutes
     training = config_from_dict(TrainingConfig, training_values, source=args.config)
     overrides = {k: getattr(args, k) for k in ("max_steps", "max_minutes", "learning_rate",
                                                "warmup_steps",

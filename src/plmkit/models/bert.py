@@ -6,7 +6,11 @@
 * **Encoder**: a stack of Transformer encoder layers. Each layer is multi-head self-attention and
   a position-wise feed-forward network, each wrapped as ``LayerNorm(x + Dropout(Sublayer(x)))``
   (post-LN, as in the paper) (:class:`BertLayer`). Attention is bidirectional: every token sees
-  every other non-padding token.
+  every other non-padding token. ``layer_norm_position="pre"`` wraps them instead as
+  ``x + Dropout(Sublayer(LayerNorm(x)))`` with one more LayerNorm after the last layer (Xiong et
+  al., 2020): the gradient reaches early layers undamped, so a short run can use a large learning
+  rate without warm-up troubles, which is what a small time budget needs (Geiping & Goldstein's
+  *Cramming*). ``use_bias=False`` drops the biases of the encoder's linear maps.
 * **Pooler**: tanh(W·h_[CLS] + b), the sentence representation used by NSP and classification.
 * **Heads**: masked LM (transform + decoder tied to the word embeddings) and next-sentence
   prediction for pre-training; one linear layer each for the four downstream families.
@@ -51,6 +55,11 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
     position_embedding_type: str = "absolute"
+    # "post" (the paper, Hugging Face's BertModel) or "pre" (LayerNorm before each sub-layer and
+    # after the last layer; Hugging Face's RobertaPreLayerNorm, see plmkit.models.convert).
+    layer_norm_position: str = "post"
+    # Biases of the encoder's linear maps (Q, K, V, W^O, the two FFN layers); the heads keep theirs.
+    use_bias: bool = True
     # Task heads
     num_labels: int = 2
     id2label: dict[int, str] | None = None
@@ -66,6 +75,7 @@ class BertConfig:
         probabilities=("hidden_dropout_prob", "attention_probs_dropout_prob",
                        "classifier_dropout"),
         choices={"hidden_act": tuple(ACTIVATIONS), "position_embedding_type": ("absolute",),
+                 "layer_norm_position": ("post", "pre"),
                  "problem_type": PROBLEM_TYPES},
         multiples=(("hidden_size", "num_attention_heads"),),
         token_ids=("pad_token_id",),
@@ -184,17 +194,23 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(embeddings))
 
 
+def _layer_norm(config: BertConfig) -> nn.LayerNorm:
+    return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+
 class BertSelfOutput(nn.Module):
-    """W^O, then the residual connection and LayerNorm: LayerNorm(x + Dropout(W^O·heads))."""
+    """W^O, then the residual connection and LayerNorm: LayerNorm(x + Dropout(W^O·heads));
+    pre-LN: x + Dropout(W^O·heads), the LayerNorm having come before the sub-layer."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
+        self.LayerNorm = _layer_norm(config) if config.layer_norm_position == "post" else None
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: Tensor, residual: Tensor) -> Tensor:
-        return self.LayerNorm(residual + self.dropout(self.dense(hidden_states)))
+        out = residual + self.dropout(self.dense(hidden_states))
+        return self.LayerNorm(out) if self.LayerNorm is not None else out
 
 
 class BertAttention(nn.Module):
@@ -202,13 +218,17 @@ class BertAttention(nn.Module):
         super().__init__()
         # HF calls the multi-head attention "self" (as in self-attention).
         self.self = MultiHeadAttention(config.hidden_size, config.num_attention_heads,
-                                       dropout=config.attention_probs_dropout_prob)
+                                       dropout=config.attention_probs_dropout_prob,
+                                       bias=config.use_bias)
         self.output = BertSelfOutput(config)
+        # pre-LN: the norm in front of the sub-layer (HF RobertaPreLayerNorm's attention.LayerNorm)
+        self.LayerNorm = _layer_norm(config) if config.layer_norm_position == "pre" else None
 
     def forward(self, hidden_states: Tensor, bias: Tensor | None,
                 output_attentions: bool = False, packed: PackedTokens | None = None,
                 ) -> tuple[Tensor, Tensor | None]:
-        attended = self.self(hidden_states, bias, return_probabilities=output_attentions,
+        normed = self.LayerNorm(hidden_states) if self.LayerNorm is not None else hidden_states
+        attended = self.self(normed, bias, return_probabilities=output_attentions,
                              packed=packed)
         return self.output(attended.context, hidden_states), attended.probabilities
 
@@ -216,10 +236,14 @@ class BertAttention(nn.Module):
 class BertIntermediate(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.use_bias)
         self.activation = ACTIVATIONS[config.hidden_act]
+        # pre-LN: the feed-forward sub-layer's norm (HF RobertaPreLayerNorm's intermediate.LayerNorm)
+        self.LayerNorm = _layer_norm(config) if config.layer_norm_position == "pre" else None
 
     def forward(self, hidden_states: Tensor) -> Tensor:
+        if self.LayerNorm is not None:
+            hidden_states = self.LayerNorm(hidden_states)
         return self.activation(self.dense(hidden_states))
 
 
@@ -228,13 +252,14 @@ class BertOutput(BertSelfOutput):
 
     def __init__(self, config: BertConfig) -> None:
         nn.Module.__init__(self)
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.use_bias)
+        self.LayerNorm = _layer_norm(config) if config.layer_norm_position == "post" else None
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
 
 class BertLayer(nn.Module):
-    """One encoder layer: self-attention sub-layer, then feed-forward sub-layer (post-LN)."""
+    """One encoder layer: self-attention sub-layer, then feed-forward sub-layer (each module
+    places its LayerNorm where ``layer_norm_position`` says)."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -256,10 +281,12 @@ class BertEncoder(nn.Module):
 
     def forward(self, hidden_states: Tensor, bias: Tensor | None, *,
                 output_attentions: bool = False, output_hidden_states: bool = False,
-                packed: PackedTokens | None = None,
+                packed: PackedTokens | None = None, final_norm: nn.Module | None = None,
                 ) -> tuple[Tensor, tuple[Tensor, ...] | None, tuple[Tensor, ...] | None]:
         """``packed``: ``hidden_states`` holds the real tokens only, (tokens, width); the
-        states returned are unpacked again to (batch, length, width), zeros at padding."""
+        states returned are unpacked again to (batch, length, width), zeros at padding.
+        ``final_norm`` (pre-LN) is applied to the last layer's output before unpacking, so
+        padding positions stay zero; ``all_states`` keep the layers' own outputs, as HF's."""
         full = (lambda states: unpack(states, packed)) if packed is not None else (lambda s: s)
         all_states = (full(hidden_states),) if output_hidden_states else None
         all_attentions: tuple[Tensor, ...] | None = () if output_attentions else None
@@ -269,6 +296,8 @@ class BertEncoder(nn.Module):
                 all_states += (full(hidden_states),)
             if all_attentions is not None:
                 all_attentions += (probabilities,)
+        if final_norm is not None:
+            hidden_states = final_norm(hidden_states)
         return full(hidden_states), all_states, all_attentions
 
 
@@ -309,11 +338,16 @@ class BertModel(BertPreTrainedModel):
     """The encoder alone: embeddings → N layers → (pooler)."""
 
     hf_architecture = "BertModel"
+    # A masked-LM checkpoint (HF's BertForMaskedLM, or ``--objective mlm``) has no pooler; it
+    # starts fresh, as Hugging Face's loader does, and only pooled-output users train it.
+    head_prefixes = ("pooler.",)
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
         super().__init__(config)
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
+        # pre-LN: the norm after the last layer (HF RobertaPreLayerNormModel's LayerNorm)
+        self.LayerNorm = _layer_norm(config) if config.layer_norm_position == "pre" else None
         self.pooler = BertPooler(config) if add_pooling_layer else None
         self.skip_padding = True
         self.min_padding = 0.05
@@ -329,7 +363,7 @@ class BertModel(BertPreTrainedModel):
         states, all_states, attentions = self.encoder(
             pack(embeddings, packed) if packed is not None else embeddings, bias,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-            packed=packed)
+            packed=packed, final_norm=self.LayerNorm)
         pooled = self.pooler(states) if self.pooler is not None else None
         return BertModelOutput(states, pooled, all_states, attentions)
 

@@ -32,7 +32,7 @@ from plmkit.data.pretraining import OBJECTIVES
 from plmkit.data.shards import (PretrainingDataset, collate_pretraining, prepare_pretraining,
                                 tokenizer_hash)
 from plmkit.errors import PlmError
-from plmkit.models.bert import BertConfig, BertForPreTraining
+from plmkit.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining
 from plmkit.runtime import resolve_device
 from plmkit.tokenization import WordPieceTokenizer, train_wordpiece
 from plmkit.training.distributed import barrier, init_distributed
@@ -51,13 +51,20 @@ def _mlm_correct(logits: Tensor, labels: Tensor, masked: Tensor | None) -> tuple
     return int((logits.argmax(-1) == targets).sum()), targets.numel()
 
 
+def _forward(model: nn.Module, batch: dict[str, Any]) -> Any:
+    """``BertForPreTraining`` (MLM + NSP) or ``BertForMaskedLM`` (objective ``mlm``: packed rows
+    carry no next-sentence label, and the model has no NSP head)."""
+    extra = ({"next_sentence_label": batch["next_sentence_label"]}
+             if "next_sentence_label" in batch else {})
+    return model(batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                 token_type_ids=batch.get("token_type_ids"), labels=batch["labels"], **extra)
+
+
 class PretrainingTask:
     """One forward pass of ``BertForPreTraining``; metrics: MLM/NSP losses and accuracies."""
 
     def step(self, model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
-        out = model(batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                    token_type_ids=batch.get("token_type_ids"), labels=batch["labels"],
-                    next_sentence_label=batch.get("next_sentence_label"))
+        out = _forward(model, batch)
         metrics: dict[str, float] = {}
         with torch.no_grad():
             correct, total = _mlm_correct(out.prediction_logits, batch["labels"],
@@ -77,9 +84,7 @@ class PretrainingTask:
         mlm_loss_sum, mlm_correct, mlm_total = 0.0, 0, 0
         nsp_correct, nsp_total, nsp_loss_sum = 0, 0, 0.0
         for batch in batches:
-            out = model(batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                        token_type_ids=batch.get("token_type_ids"), labels=batch["labels"],
-                        next_sentence_label=batch.get("next_sentence_label"))
+            out = _forward(model, batch)
             correct, total = _mlm_correct(out.prediction_logits, batch["labels"],
                                           out.masked_positions)
             mlm_correct += correct
@@ -139,6 +144,53 @@ class PretrainDataConfig:
         if not 0 < self.masked_lm_prob < 1:
             raise PlmError(f"masked_lm_prob must be in (0, 1), not {self.masked_lm_prob!r}",
                            field="masked_lm_prob")
+
+
+@dataclass(frozen=True)
+class PretrainRecipe:
+    """A named set of defaults for ``plm pretrain --recipe NAME``: values for BertConfig
+    (``model``), TrainingConfig (``training``) and PretrainDataConfig (``data``). They sit under
+    the TOML file and the flags, which still win; the name is recorded in
+    ``training_config.json`` so that a run says how it was made."""
+
+    name: str
+    summary: str
+    model: dict[str, Any]
+    training: dict[str, Any]
+    data: dict[str, Any]
+    needs_budget: bool = False
+
+
+RECIPES: dict[str, PretrainRecipe] = {
+    "bert": PretrainRecipe(
+        "bert", "BERT's own recipe (the default): post-LN, dropout 0.1, MLM + NSP on sentence "
+        "pairs, lr 1e-4 with 100 warm-up steps and linear decay over --max-steps",
+        model={}, training={}, data={}),
+    # Geiping & Goldstein's Cramming (2022), at the scale of one CPU: what a small time budget
+    # buys. Each line is an option of its own (and a test); together they are the recipe that
+    # benchmarks/time_to_quality.py measures against Hugging Face's run_mlm recipe.
+    "budget": PretrainRecipe(
+        "budget", "quality per CPU-minute: pre-LN with a final LayerNorm, no dropout, bias-free "
+        "encoder linears; masked LM alone on rows packed full of sentences, masks drawn afresh "
+        "each epoch; batch 64, lr 1e-3 (β₂ 0.98), warm-up over the first 10% of --max-minutes "
+        "and linear decay to 0 exactly when the budget ends",
+        model=dict(layer_norm_position="pre", use_bias=False, hidden_dropout_prob=0.0,
+                   attention_probs_dropout_prob=0.0),
+        training=dict(learning_rate=1e-3, adam_betas=(0.9, 0.98), adam_epsilon=1e-6,
+                      weight_decay=0.01, max_grad_norm=0.5, schedule="linear",
+                      schedule_clock="time", warmup_steps=0, warmup_ratio=0.1,
+                      min_lr_ratio=0.0, max_steps=0),
+        data=dict(objective="mlm", dynamic_masking=True, dupe_factor=1, batch_size=64),
+        needs_budget=True),
+}
+
+
+def recipe(name: str) -> PretrainRecipe:
+    """The recipe called ``name``; an unknown name is a one-line error listing the known ones."""
+    if name not in RECIPES:
+        raise PlmError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}",
+                       field="recipe")
+    return RECIPES[name]
 
 
 def _silent(message: str) -> None:
@@ -249,10 +301,15 @@ def _fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_bert(config: BertConfig, seed: int) -> BertForPreTraining:
-    """``BertForPreTraining`` at initial weights drawn after seeding torch with ``seed``: the
-    same seed gives the same network, so two runs with one ``--seed`` match from step 0."""
+def build_bert(config: BertConfig, seed: int, objective: str = "mlm_nsp"
+               ) -> BertForPreTraining | BertForMaskedLM:
+    """The pre-training network at initial weights drawn after seeding torch with ``seed``: the
+    same seed gives the same network, so two runs with one ``--seed`` match from step 0.
+    ``mlm_nsp``: ``BertForPreTraining``; ``mlm``: ``BertForMaskedLM`` with the sparse decoder,
+    so there is no pooler and no NSP head to carry, train or save."""
     torch.manual_seed(seed)
+    if objective == "mlm":
+        return BertForMaskedLM(config, sparse_mlm=True)
     return BertForPreTraining(config)
 
 
@@ -338,7 +395,7 @@ def pretrain_bert(model_config: BertConfig, data: PretrainDataConfig, training: 
     if not context.is_main:
         train_dir, heldout_dir = prepare_data(corpus, tokenizer, data, output, False, log)
     say = log if context.is_main else _silent
-    model = build_bert(model_config, training.seed)
+    model = build_bert(model_config, training.seed, data.objective)
     _, result = run_pretraining(model, tokenizer, train_dir, heldout_dir, data, training,
                                 resume=resume, log=say)
     shown = {k: round(v, 4) for k, v in result.metrics.items() if k.startswith("eval_")}
@@ -347,6 +404,6 @@ def pretrain_bert(model_config: BertConfig, data: PretrainDataConfig, training: 
     return result
 
 
-__all__ = ["PretrainDataConfig", "PretrainingTask", "build_bert", "build_tokenizer",
+__all__ = ["RECIPES", "PretrainDataConfig", "PretrainRecipe", "PretrainingTask", "recipe", "build_bert", "build_tokenizer",
            "prepare_data", "prepare_shards", "pretrain_bert", "pretraining_batches",
            "resolve_corpus", "run_pretraining", "split_heldout"]

@@ -86,6 +86,9 @@ class TrainingConfig:
     plot: bool = True
     plot_metrics: tuple[str, ...] = ("loss",)
     save_final: bool = True
+    # The named recipe the defaults came from (``plm pretrain --recipe``), recorded so that a
+    # run says how it was made; "" when none was named.
+    recipe: str = ""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -231,7 +234,8 @@ class Trainer:
                 "precision_requested": self.precision.requested,
                 "precision_reason": self.precision.reason,
                 "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                "device": self.device.type, "compile": compiled, "compile_reason": why}
+                "device": self.device.type, "compile": compiled, "compile_reason": why,
+                **({"recipe": self.config.recipe} if self.config.recipe else {})}
 
     def _announce(self) -> dict[str, Any]:
         record = self.run_record()
