@@ -36,8 +36,8 @@ def _training_commands() -> set[str]:
 
 
 def test_every_training_command_takes_the_same_run_flags():
-    run_flags = ("--max-minutes", "--save-every", "--precision", "--compile", "--seed",
-                 "--resume", "--no-progress")
+    run_flags = ("--max-minutes", "--schedule-clock", "--min-lr-ratio", "--save-every",
+                 "--precision", "--compile", "--seed", "--resume", "--no-progress")
     assert {"finetune", "train-gpt", "finetune-gpt", "train-translation",
             "train-lm"} <= _training_commands()
     for name in _training_commands():

@@ -87,3 +87,32 @@ def test_a_time_schedule_needs_a_budget_and_a_known_shape():
         TrainingConfig(min_lr_ratio=1.0, max_steps=10)
     with pytest.raises(ValueError, match="cannot follow a time budget"):
         budget_schedule_function("noam", 0.1, lambda: 0.0)
+    with pytest.raises(PlmError, match="cannot follow a time budget") as caught:
+        TrainingConfig(schedule_clock="time", max_minutes=1, schedule="noam", max_steps=10)
+    assert caught.value.field == "schedule"
+
+
+def test_the_time_clock_reaches_gpt_and_translation_from_the_command_line(tmp_path, capsys):
+    """train-gpt on the clock: no step cap unless asked (the budget ends the run), a warm-up
+    share of the budget, recorded; translation's Noam schedule is refused on the clock by name."""
+    import json
+
+    from _commands import TINY_RUNS
+    from plmkit.cli import main
+
+    output = tmp_path / "gpt"
+    argv = TINY_RUNS["train-gpt"](tmp_path) + ["--schedule-clock", "time", "--max-minutes",
+                                               "0.03", "--min-lr-ratio", "0.1", "--no-progress",
+                                               "--output", str(output)]
+    assert main(argv) == 0
+    checkpoint = max(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    settings = json.loads((checkpoint / "training_config.json").read_text())
+    assert settings["schedule_clock"] == "time" and settings["max_steps"] == 0
+    assert settings["min_lr_ratio"] == 0.1 and settings["warmup_ratio"] > 0
+    argv = TINY_RUNS["train-translation"](tmp_path) + ["--schedule-clock", "time",
+                                                       "--max-minutes", "1",
+                                                       "--output", str(tmp_path / "mt")]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "noam" in err and "time budget" in err

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from plmkit.commands._types import any_int, non_negative_float, non_negative_int
+from plmkit.commands._types import any_int, non_negative_float, non_negative_int, probability
 from plmkit.errors import PlmError
 from plmkit.precision import PRECISIONS
 
@@ -28,6 +28,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, unset: bool = False) -
     group.add_argument("--max-minutes", type=non_negative_float, default=default(0.0),
                        help="wall-clock budget: stop, evaluate and save after this many minutes "
                             "(0 = none; the schedule is still planned over the full run)")
+    group.add_argument("--schedule-clock", choices=["steps", "time"], default=default("steps"),
+                       help="plan the warm-up and decay over the steps (default) or over "
+                            "--max-minutes, so the learning rate reaches its floor exactly when "
+                            "the budget ends, whatever this machine's speed")
+    group.add_argument("--min-lr-ratio", type=probability, default=default(0.0),
+                       help="the floor of the decay, as a share of the peak learning rate "
+                            "(default 0)")
     group.add_argument("--save-every", type=non_negative_int, default=default(0),
                        help="checkpoint every N steps (0 = at the end only)")
     group.add_argument("--precision", choices=PRECISIONS, default=default("auto"),
@@ -48,8 +55,23 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`~plmkit.training.TrainingConfig` fields those flags set (their ranges are
     checked by the parser, see ``_types``)."""
     return {"max_minutes": args.max_minutes, "save_every": args.save_every,
+            "schedule_clock": args.schedule_clock, "min_lr_ratio": args.min_lr_ratio,
             "precision": args.precision, "compile": args.compile, "seed": args.seed,
             "progress": not args.no_progress}
+
+
+def budget_steps(args: argparse.Namespace, default: int) -> int:
+    """``--max-steps`` as given, else ``default`` on the step clock and 0 (no cap: the budget
+    ends the run) on the time clock, where a step default would stop the run before its
+    schedule reaches the floor."""
+    if args.max_steps is not None:
+        return args.max_steps
+    return 0 if args.schedule_clock == "time" else default
+
+
+# On the time clock, a command without its own --warmup-ratio warms up over this share of the
+# budget (its --warmup-steps count steps, which the clock does not know in advance).
+CLOCK_WARMUP_RATIO = 0.05
 
 
 def check_output_file(path: str | Path | None) -> None:

@@ -7,7 +7,8 @@ import argparse
 import json
 import sys
 
-from plmkit.commands._common import add_run_arguments, resume_from, run_options
+from plmkit.commands._common import (CLOCK_WARMUP_RATIO, add_run_arguments, budget_steps,
+                                     resume_from, run_options)
 from plmkit.errors import PlmError
 from plmkit.commands._types import (any_int, non_negative_float, non_negative_int, positive_float,
                                     positive_int, probability)
@@ -30,7 +31,9 @@ def register(subparsers) -> None:
                        help="named model size (default: nano)")
     train.add_argument("--block-size", type=positive_int, default=128, help="context length (default 128)")
     train.add_argument("--batch-size", type=positive_int, default=32)
-    train.add_argument("--max-steps", type=non_negative_int, default=1000)
+    train.add_argument("--max-steps", type=non_negative_int, default=None,
+                       help="default 1000; with --schedule-clock time, none (the budget ends "
+                            "the run)")
     train.add_argument("--learning-rate", "--lr", type=positive_float, default=1e-3)
     train.add_argument("--warmup-steps", type=non_negative_int, default=100)
     train.add_argument("--schedule", default="cosine",
@@ -104,7 +107,8 @@ def run_train(args: argparse.Namespace) -> int:
     from plmkit.training import TrainingConfig
     from plmkit.training.causal_lm import GPTPretrainingConfig, pretrain_gpt
 
-    if args.max_steps < 1:
+    args.max_steps = budget_steps(args, 1000)
+    if args.max_steps < 1 and args.schedule_clock != "time":
         raise PlmError("--max-steps must be ≥ 1", field="max_steps")
     resume = resume_from(args)
     setup = GPTPretrainingConfig(
@@ -116,6 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
     training = TrainingConfig(
         output_dir=args.output, max_steps=args.max_steps, learning_rate=args.learning_rate,
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup_steps,
+        warmup_ratio=CLOCK_WARMUP_RATIO if args.schedule_clock == "time" else 0.0,
         adam_betas=(0.9, 0.95), eval_every=args.eval_every,
         plot_metrics=("loss", "eval_loss"), **run_options(args))
     _, results = pretrain_gpt(setup, training, resume=resume,

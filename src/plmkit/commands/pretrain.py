@@ -72,11 +72,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--masked-lm-prob", type=open_probability,
                         help="share of tokens to predict (default 0.15; Wettig et al. 2022 found "
                              "up to 0.4 pays for large models)")
-    parser.add_argument("--schedule-clock", choices=["steps", "time"],
-                        help="plan warm-up and decay over --max-steps (default) or over "
-                             "--max-minutes, so the rate reaches its floor when the budget ends")
-    parser.add_argument("--min-lr-ratio", type=probability,
-                        help="the floor of the decay, as a share of --lr (default 0)")
     parser.add_argument("--warmup-ratio", type=probability,
                         help="warm-up as a share of the run (of the minutes, on the time clock)")
     parser.add_argument("--errors", choices=["strict", "replace"],

@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from plmkit.commands._common import (add_run_arguments, check_output_file, resume_from,
-                                     run_options)
+from plmkit.commands._common import (CLOCK_WARMUP_RATIO, add_run_arguments, budget_steps,
+                                     check_output_file, resume_from, run_options)
 from plmkit.errors import PlmError
 from plmkit.commands._types import (non_negative_float, non_negative_int, positive_float,
                                     positive_int, probability)
@@ -43,7 +43,9 @@ def register(subparsers) -> None:
     train.add_argument("--max-length", type=positive_int, default=64,
                        help="longest sentence in tokens; longer ones are cut (default 64)")
     train.add_argument("--batch-size", type=positive_int, default=64, help="sentence pairs per step")
-    train.add_argument("--max-steps", type=non_negative_int, default=2000)
+    train.add_argument("--max-steps", type=non_negative_int, default=None,
+                       help="default 2000; with --schedule-clock time, none (the budget ends "
+                            "the run)")
     train.add_argument("--learning-rate", "--lr", type=positive_float, default=None,
                        help="noam: the factor of d^-0.5·min(step^-0.5, step·warmup^-1.5) "
                             "(default 1.0); other schedules: the peak rate (default 5e-4)")
@@ -99,8 +101,9 @@ def run_train(args: argparse.Namespace) -> int:
     from plmkit.evaluation.decoding import LengthPenalty, evaluate_bleu, translate_batch
     from plmkit.training.seq2seq import TranslationSetup, train_translation
 
+    args.max_steps = budget_steps(args, 2000)
     for name in ("max_steps", "batch_size", "vocab_size", "beam"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) < 1 and not (name == "max_steps" and args.schedule_clock == "time"):
             raise PlmError(f"--{name.replace('_', '-')} must be ≥ 1", field=name)
     if not 0 <= args.label_smoothing < 1:
         raise PlmError("--label-smoothing must be in [0, 1)", field="label_smoothing")
@@ -152,6 +155,7 @@ def translation_training_config(args: argparse.Namespace):
         output_dir=args.output, max_steps=args.max_steps, learning_rate=rate,
         optimizer="adam", adam_betas=(0.9, 0.98), adam_epsilon=1e-9, weight_decay=0.0,
         schedule=args.schedule, warmup_steps=warmup,
+        warmup_ratio=CLOCK_WARMUP_RATIO if args.schedule_clock == "time" else 0.0,
         noam_d_model=TRANSFORMER_SIZES[args.size]["d_model"], max_grad_norm=1.0,
         eval_every=args.eval_every, plot_metrics=("loss", "eval_loss", "eval_bleu"),
         **run_options(args))

@@ -145,6 +145,8 @@ class FinetuneConfig:
     precision: str = "auto"
     compile: bool = False
     max_minutes: float = 0.0            # wall-clock budget: stop, evaluate and save (0 = none)
+    schedule_clock: str = "steps"       # "time": warm-up and decay planned over max_minutes
+    min_lr_ratio: float = 0.0           # the decay's floor, as a share of the peak rate
     save_every: int = 0                 # also checkpoint every N steps (0: evaluations only)
     log_every: int = 10
     eval_every: int = 0                 # 0: at the end of every epoch
@@ -248,6 +250,7 @@ def finetune(config: FinetuneConfig, *, resume: bool | str | Path = False) -> Fi
         schedule=config.schedule, warmup_ratio=config.warmup_ratio,
         max_grad_norm=config.max_grad_norm, precision=config.precision, device=config.device,
         compile=config.compile, max_minutes=config.max_minutes,
+        schedule_clock=config.schedule_clock, min_lr_ratio=config.min_lr_ratio,
         seed=config.seed, log_every=config.log_every,
         eval_every=(config.eval_every or steps_per_epoch) if dev else 0,
         save_every=config.save_every, keep_last=config.keep_last,

@@ -88,6 +88,10 @@ def schedule_function(name: str, total_steps: int, warmup_steps: int,
                      "linear_to_zero)")
 
 
+# The schedules that can be planned over a time budget (budget_schedule_function).
+CLOCK_SCHEDULES = ("linear", "triangular", "cosine", "constant")
+
+
 def budget_schedule_function(name: str, warmup_fraction: float,
                              progress: Callable[[], float], floor: float = 0.0
                              ) -> Callable[[int], float]:
@@ -108,7 +112,7 @@ def budget_schedule_function(name: str, warmup_fraction: float,
     if name == "triangular" and warmup_fraction <= 0:
         warmup_fraction = 0.5
     warmup = min(max(warmup_fraction, 0.0), 1.0)
-    if name not in ("linear", "triangular", "cosine", "constant"):
+    if name not in CLOCK_SCHEDULES:
         raise ValueError(f"schedule {name!r} cannot follow a time budget (linear, triangular, "
                          "cosine, constant)")
 
@@ -132,5 +136,5 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: in
         optimizer, schedule_function(name, total_steps, warmup_steps, noam_d_model))
 
 
-__all__ = ["budget_schedule_function", "build_optimizer", "build_scheduler", "fused_supported",
+__all__ = ["CLOCK_SCHEDULES", "budget_schedule_function", "build_optimizer", "build_scheduler", "fused_supported",
            "parameter_groups", "schedule_function"]

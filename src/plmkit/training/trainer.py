@@ -36,8 +36,8 @@ from plmkit.runtime import move_to, resolve_device
 from plmkit.training import checkpoint as ckpt
 from plmkit.training.distributed import (DistributedContext, all_reduce_mean, barrier,
                                          broadcast_flag, init_distributed, shutdown)
-from plmkit.training.optim import (budget_schedule_function, build_optimizer,
-                                   build_scheduler)
+from plmkit.training.optim import (CLOCK_SCHEDULES, budget_schedule_function,
+                                   build_optimizer, build_scheduler)
 from plmkit.training.reporting import MetricsLog, plot_curves, progress_bar
 
 
@@ -105,6 +105,10 @@ class TrainingConfig:
         if self.schedule_clock == "time" and self.max_minutes <= 0:
             raise PlmError("a schedule on the time clock needs a budget: max_minutes > 0",
                            field="max_minutes")
+        if self.schedule_clock == "time" and self.schedule not in CLOCK_SCHEDULES:
+            raise PlmError(f"the {self.schedule!r} schedule is planned over steps and cannot "
+                           f"follow a time budget; with schedule_clock 'time' use one of "
+                           f"{', '.join(CLOCK_SCHEDULES)}", field="schedule")
         if not 0 <= self.min_lr_ratio < 1:
             raise PlmError("min_lr_ratio must be in [0, 1)", field="min_lr_ratio")
         if self.max_steps < 0 or self.num_epochs <= 0 and self.max_steps == 0:
