@@ -260,3 +260,23 @@ def test_bad_recipe_flags_are_one_line_errors_and_write_nothing(tmp_path, capsys
     assert code == 2
     assert len(err.splitlines()) == 1 and flag in err
     assert not output.exists()
+
+
+def test_plm_export_hf_writes_a_folder_and_refuses_to_overwrite(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    model = perturbed(BertForMaskedLM(tiny(layer_norm_position="pre", use_bias=False)))
+    model.save_pretrained(tmp_path / "ours")
+    assert main(["export", str(tmp_path / "ours"), "--format", "hf",
+                 "--output", str(tmp_path / "hf")]) == 0
+    theirs = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "hf")
+    assert type(theirs).__name__ == "RobertaPreLayerNormForMaskedLM"
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "ours"), "--format", "hf", "--output", str(busy)]) == 2
+    assert "already holds files" in capsys.readouterr().err
+    assert (busy / "notes.txt").read_text() == "mine"
+    assert main(["export", str(tmp_path / "nowhere"), "--format", "hf",
+                 "--output", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()

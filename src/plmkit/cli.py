@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "plmkit.commands.gpt",
     "plmkit.commands.classic",
     "plmkit.commands.ladder",
+    "plmkit.commands.export",
     "plmkit.commands.demo",
 )
 
