@@ -181,7 +181,7 @@ def hf_worker(output: Path, work: Path, size: str, minutes: float, steps: int,
 
 def calibrate(side: str, args: argparse.Namespace, paths: dict[str, Path]) -> float:
     """Optimiser steps per second of ``side``'s own model here (batch 32 × 128, the precision
-    ``auto`` picks, median of 8 steps after 2), to plan its step-based schedule and its
+    ``auto`` picks, median of 10 steps after 5), to plan its step-based schedule and its
     checkpoint spacing over the budget. Each side is calibrated on its own code: Hugging Face's
     dense MLM decoder is several times slower per step than our sparse one, so planning its
     decay over our step count would leave it at two thirds of its learning rate at the end."""
@@ -211,7 +211,7 @@ def calibrate(side: str, args: argparse.Namespace, paths: dict[str, Path]) -> fl
              if side == "previous" else {})
     bf16 = resolve_precision("auto", "cpu").precision == "bf16"
     times = []
-    for _ in range(10):
+    for _ in range(15):
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = model(input_ids=ids, labels=labels, **extra).loss
@@ -219,7 +219,7 @@ def calibrate(side: str, args: argparse.Namespace, paths: dict[str, Path]) -> fl
         optimizer.step()
         optimizer.zero_grad()
         times.append(time.perf_counter() - start)
-    return 1 / float(np.median(times[2:]))
+    return 1 / float(np.median(times[5:]))
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -2,6 +2,11 @@
 
     plm export runs/budget --format hf --output runs/budget-hf
 
+``--format onnx`` writes ``model.onnx`` (dynamic batch and sequence axes) beside the tokenizer
+files and config, for a fine-tuned head (classify, pair, tag, QA) or the bare encoder; ONNX
+Runtime runs it with our outputs, and ``plm predict --runtime onnx`` reads it
+(:mod:`plmkit.export`).
+
 ``--format hf`` writes a folder a *standard* Hugging Face class loads with equal outputs
 (:func:`plmkit.models.convert.to_hugging_face`): a post-LN BERT as BERT (zero biases where the
 recipe dropped them), a pre-LN BERT (``plm pretrain --recipe budget``) as RoBERTa-PreLayerNorm.
@@ -13,9 +18,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from plmkit.commands._types import positive_int
 from plmkit.errors import PlmError
 
-FORMATS = ("hf",)
+FORMATS = ("onnx", "hf")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="checkpoint folder (config.json, model.safetensors)")
     parser.add_argument("--format", choices=FORMATS, required=True,
-                        help="hf: a folder Hugging Face's Auto classes load with equal outputs")
+                        help="onnx: model.onnx (dynamic batch and sequence) with the tokenizer "
+                             "and config, for ONNX Runtime and plm predict --runtime onnx; hf: a "
+                             "folder Hugging Face's Auto classes load with equal outputs")
+    parser.add_argument("--opset", type=positive_int, default=None,
+                        help="ONNX opset (default 17)")
     parser.add_argument("--output", required=True, help="new folder to write")
     parser.set_defaults(func=run, output_kind="folder")
 
@@ -41,6 +51,15 @@ def run(args: argparse.Namespace) -> int:
     if output.is_dir() and any(p for p in output.iterdir() if not p.name.startswith(".")):
         raise PlmError("already holds files; give a new or empty folder", path=output,
                        field="output")
+    if args.format == "onnx":
+        from plmkit.export.onnx import OPSET, export_onnx
+
+        export_onnx(model, output, opset=args.opset or OPSET)
+        print(f"plmkit: {output / 'model.onnx'} written (ONNX opset {args.opset or OPSET}); run "
+              f"it with plm predict --runtime onnx --model {output}")
+        return 0
+    if args.opset is not None:
+        raise PlmError("--opset applies to --format onnx only", field="opset")
     to_hugging_face(model, output)
     print(f"plmkit: {output} written for Hugging Face (format {args.format})")
     return 0

@@ -135,6 +135,9 @@ def _register_predict(subparsers) -> None:
                         help="qa: also write each question's id and the answer's character span")
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                        help="torch (default), or onnx for a folder written by plm export "
+                             "--format onnx (run by ONNX Runtime; same outputs)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (there is none either when stderr is not a terminal)")
     _add_reading_flags(parser, defaults=False)
@@ -245,7 +248,8 @@ def run_predict(args: argparse.Namespace) -> int:
     check_output_file(args.output)
     progress = not args.no_progress and sys.stderr.isatty()
     pipe = finetuned_pipeline(args.model, _task_name(args.task), batch_size=args.batch_size,
-                          device=args.device, progress=progress, **_reading_overrides(args))
+                          device=args.device, progress=progress, runtime=args.runtime,
+                          **_reading_overrides(args))
     if pipe.settings.task != "tag":
         records = pipe.predict_file(args.input)
         if pipe.settings.task == "qa" and not args.details:

@@ -78,8 +78,20 @@ def _same_labels(saved: dict | None, wanted: dict | None, regression: bool) -> b
     return {int(k): v for k, v in saved.items()} == {int(k): v for k, v in wanted.items()}
 
 
-def load_finetuned(folder: str | Path, settings: TaskSettings) -> nn.Module:
-    """A fine-tuned model for prediction: every weight, the head included, must be there."""
+def load_finetuned(folder: str | Path, settings: TaskSettings, runtime: str = "torch"
+                   ) -> nn.Module:
+    """A fine-tuned model for prediction: every weight, the head included, must be there.
+    ``runtime="onnx"``: the folder is a ``plm export --format onnx`` folder, run by ONNX Runtime
+    behind the same call (:class:`plmkit.export.runtime.OnnxModel`)."""
+    from plmkit.export.runtime import OnnxModel, check_runtime
+
+    check_runtime(folder, runtime)
+    if runtime == "onnx":
+        model = OnnxModel(folder)
+        if model.task != settings.task and {model.task, settings.task} != {"classify", "pair"}:
+            raise PlmError(f"the export holds a {model.task!r} model, not {settings.task!r}",
+                           path=Path(folder) / "config.json", field="export")
+        return model  # type: ignore[return-value]
     cls = ARCHITECTURES[settings.task]
     try:
         return cls.from_pretrained(folder, strict_head=True)

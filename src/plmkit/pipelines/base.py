@@ -22,13 +22,14 @@ class FinetunedPipeline:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``.
         batch_size: inputs per forward pass.
         progress: draw a progress bar on stderr while predicting (long files).
+        runtime: ``"torch"`` (default) or ``"onnx"`` for a ``plm export --format onnx`` folder.
         settings: overrides of the checkpoint's task settings (e.g. ``max_length=256``).
     """
 
     tasks: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model: str | Path, *, device: str = "cpu", batch_size: int = 32,
-                 progress: bool = False, **settings: Any) -> None:
+                 progress: bool = False, runtime: str = "torch", **settings: Any) -> None:
         self.folder = Path(model)
         if not self.folder.is_dir():
             raise PlmError("checkpoint folder not found", path=self.folder)
@@ -36,7 +37,8 @@ class FinetunedPipeline:
         if loaded.task not in self.tasks:
             raise PlmError(f"this is a {loaded.task!r} checkpoint; the {type(self).__name__} "
                            f"needs one of {', '.join(self.tasks)}", path=self.folder)
-        self.model = load_finetuned(self.folder, loaded)
+        self.model = load_finetuned(self.folder, loaded, runtime)
+        self.runtime = runtime
         self.settings: TaskSettings = loaded.resolved(self.model.config.max_position_embeddings)
         self.tokenizer = load_tokenizer(self.folder)
         self.device = resolve_device(device)

@@ -1,0 +1,157 @@
+"""A BERT checkpoint → a self-contained ONNX folder that ONNX Runtime runs with our outputs.
+
+What is exported is the network from token ids to what a predictor reads — the logits of a
+fine-tuned head, or the encoder's states — with dynamic batch and sequence axes. Two of our
+run-time shortcuts are turned off for the export, since a traced graph freezes Python decisions:
+running the token-wise layers on real tokens only (``skip_padding``: a data-dependent gather) and
+the length check against ``max_position_embeddings`` (the graph would keep the traced length's
+answer; the runtime wrapper checks the length itself).
+
+The folder holds ``model.onnx``, ``config.json`` (the checkpoint's, plus an ``export`` entry: format,
+opset, task, input and output names, quantization), ``task.json`` when the checkpoint has one,
+and the tokenizer files: it is all a user ships.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from plmkit._io import atomic_dir
+from plmkit.errors import PlmError
+from plmkit.models.pretrained import read_checkpoint_config
+
+ONNX_FILE = "model.onnx"
+OPSET = 17
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# What each exported task returns, in order.
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "classify": ("logits",), "pair": ("logits",), "tag": ("logits",),
+    "qa": ("start_logits", "end_logits"), "encoder": ("last_hidden_state",),
+}
+ENCODER_ARCHITECTURES = ("BertModel", "BertForMaskedLM", "BertForPreTraining")
+TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
+                   "tokenizer.json", "task.json")
+
+
+class _Exported(nn.Module):
+    """The model with positional tensor inputs and a tuple of tensor outputs (what a graph
+    exporter wants), for one task."""
+
+    def __init__(self, model: nn.Module, task: str) -> None:
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor,
+                token_type_ids: Tensor) -> tuple[Tensor, ...]:
+        out = self.model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        if self.task == "encoder":
+            return (out.last_hidden_state,)
+        if self.task == "qa":
+            return out.start_logits, out.end_logits
+        return (out.logits,)
+
+
+def checkpoint_task(folder: Path) -> str:
+    """``classify``/``pair``/``tag``/``qa`` for a fine-tuned head, ``encoder`` for a
+    pre-trained BERT; anything else is refused, naming the architecture."""
+    from plmkit.downstream.settings import ARCHITECTURE_TASKS, load_settings
+
+    config = read_checkpoint_config(folder)
+    if config.get("model_type") != "bert":
+        raise PlmError(f"only BERT checkpoints export to ONNX here, not model_type "
+                       f"{config.get('model_type')!r}", path=folder / "config.json",
+                       field="model_type")
+    architecture = (config.get("architectures") or ["BertModel"])[0]
+    if architecture in ENCODER_ARCHITECTURES:
+        return "encoder"
+    if architecture not in ARCHITECTURE_TASKS:
+        raise PlmError(f"cannot export a {architecture}: no task head this exporter knows "
+                       f"(sequence/pair classification, token classification, QA, or the "
+                       f"bare encoder)", path=folder / "config.json", field="architectures")
+    return load_settings(folder).task
+
+
+def load_for_export(folder: Path, task: str) -> nn.Module:
+    from plmkit.downstream.loading import ARCHITECTURES
+    from plmkit.models.bert import BertModel
+
+    if task == "encoder":
+        model = BertModel.from_pretrained(folder)
+        encoder = model
+    else:
+        model = ARCHITECTURES[task].from_pretrained(folder, strict_head=True)
+        encoder = model.bert
+    encoder.skip_padding = False  # a data-dependent gather: not in a traced graph
+    return model.eval()
+
+
+def example_inputs(vocab_size: int, batch: int = 2, length: int = 16) -> tuple[Tensor, ...]:
+    ids = torch.randint(5, max(6, vocab_size), (batch, length))
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[-1, length // 2:] = 0  # padding in the trace, so the mask path is the general one
+    return ids, mask, torch.zeros(batch, length, dtype=torch.long)
+
+
+def export_onnx(folder: str | Path, output: str | Path, *, opset: int = OPSET) -> Path:
+    """Export the checkpoint ``folder`` to ``output`` (a new folder, written whole or not at
+    all). Returns ``output``."""
+    folder, output = Path(folder), Path(output)
+    if (folder / ONNX_FILE).exists() and not (folder / "model.safetensors").exists():
+        raise PlmError("this folder is already an ONNX export; export the PyTorch checkpoint "
+                       "it came from", path=folder)
+    task = checkpoint_task(folder)
+    model = load_for_export(folder, task)
+    config = read_checkpoint_config(folder)
+    outputs = OUTPUTS[task]
+    with atomic_dir(output) as staging:
+        _export_graph(_Exported(model, task), example_inputs(int(config["vocab_size"])),
+                      staging / ONNX_FILE, outputs, opset)
+        for name in TOKENIZER_FILES:
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, staging / name)
+        config["export"] = {"format": "onnx", "opset": opset, "task": task,
+                            "inputs": list(INPUTS), "outputs": list(outputs),
+                            "quantization": None, "source": str(folder)}
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return output
+
+
+def _export_graph(module: nn.Module, inputs: tuple[Tensor, ...], path: Path,
+                  outputs: tuple[str, ...], opset: int) -> None:
+    """torch.onnx's TorchScript-based exporter, with dynamic batch and sequence axes."""
+    import warnings
+
+    axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
+    per_sequence = getattr(module, "task", "") in ("classify", "pair")  # (batch, labels)
+    for name in outputs:
+        axes[name] = {0: "batch"} if per_sequence else {0: "batch", 1: "sequence"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about frozen Python branches
+        torch.onnx.export(module, inputs, str(path), input_names=list(INPUTS),
+                          output_names=list(outputs), dynamic_axes=axes, opset_version=opset,
+                          do_constant_folding=True, dynamo=False)
+
+
+def read_export(folder: str | Path) -> dict[str, Any]:
+    """The ``export`` entry of an exported folder's ``config.json``; a PyTorch checkpoint (or
+    a folder without ``model.onnx``) is refused by name."""
+    folder = Path(folder)
+    if not (folder / ONNX_FILE).is_file():
+        hint = (" (a PyTorch checkpoint: use --runtime torch, or plm export it first)"
+                if (folder / "model.safetensors").is_file() else "")
+        raise PlmError(f"no {ONNX_FILE} in this folder{hint}", path=folder)
+    config = read_checkpoint_config(folder)
+    export = config.get("export")
+    if not isinstance(export, dict) or export.get("format") != "onnx":
+        raise PlmError("config.json has no ONNX export entry: not a plm export folder",
+                       path=folder / "config.json", field="export")
+    return export
+
+
+__all__ = ["ONNX_FILE", "OPSET", "OUTPUTS", "checkpoint_task", "export_onnx", "read_export"]

@@ -1,0 +1,102 @@
+"""An exported ONNX folder behind the call our PyTorch models answer.
+
+Predictors call ``model(input_ids, attention_mask=…, token_type_ids=…)`` and read ``.logits``
+(or ``.start_logits``/``.end_logits``, or ``.last_hidden_state``) and ``model.config``;
+:class:`OnnxModel` answers the same, computing with an ONNX Runtime session, so a pipeline or
+``plm predict`` switches runtime with one flag and writes the same outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from plmkit.errors import PlmError
+from plmkit.export.onnx import ONNX_FILE, read_export
+from plmkit.models.bert import BertConfig, BertModelOutput, TaskOutput
+
+RUNTIMES = ("torch", "onnx")
+
+
+def _session(path: Path, threads: int | None) -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise PlmError("the onnx runtime needs onnxruntime: pip install onnxruntime",
+                       field="runtime") from None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return onnxruntime.InferenceSession(str(path), options,
+                                            providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for damaged files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PlmError(f"ONNX Runtime cannot load the model: {first}", path=path) from None
+
+
+class OnnxModel:
+    """An exported folder (:func:`plmkit.export.onnx.export_onnx`) run by ONNX Runtime."""
+
+    def __init__(self, folder: str | Path, *, threads: int | None = None) -> None:
+        from plmkit.models.pretrained import read_checkpoint_config
+
+        self.folder = Path(folder)
+        self.export = read_export(self.folder)
+        self.task: str = self.export["task"]
+        values = read_checkpoint_config(self.folder)
+        known = {f for f in BertConfig.__dataclass_fields__}
+        self.config = BertConfig(**{k: v for k, v in values.items() if k in known})
+        self.session = _session(self.folder / ONNX_FILE, threads)
+        self.input_names = {i.name for i in self.session.get_inputs()}
+
+    # the nn.Module calls a predictor makes
+    def to(self, *args: Any, **kwargs: Any) -> "OnnxModel":
+        return self
+
+    def eval(self) -> "OnnxModel":
+        return self
+
+    def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                 token_type_ids: Tensor | None = None, **ignored: Any) -> Any:
+        length = input_ids.shape[1]
+        if length > self.config.max_position_embeddings:
+            raise PlmError(f"sequence of {length} tokens is longer than the model's "
+                           f"max_position_embeddings ({self.config.max_position_embeddings})",
+                           field="max_position_embeddings")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask,
+                "token_type_ids": token_type_ids}
+        arrays = {k: np.ascontiguousarray(v.cpu().numpy().astype(np.int64))
+                  for k, v in feed.items() if k in self.input_names}
+        values = [torch.from_numpy(np.asarray(v)) for v in self.session.run(None, arrays)]
+        if self.task == "encoder":
+            return BertModelOutput(values[0])
+        if self.task == "qa":
+            return TaskOutput(None, start_logits=values[0], end_logits=values[1])
+        return TaskOutput(None, logits=values[0])
+
+
+def check_runtime(folder: str | Path, runtime: str) -> None:
+    """A PyTorch folder for ``--runtime onnx`` or an ONNX folder for ``--runtime torch``: one
+    line naming the folder and what it holds."""
+    folder = Path(folder)
+    if runtime not in RUNTIMES:
+        raise PlmError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}",
+                       field="runtime")
+    if runtime == "onnx":
+        read_export(folder)
+    elif (folder / ONNX_FILE).is_file() and not (folder / "model.safetensors").is_file():
+        raise PlmError("this folder is an ONNX export (model.onnx, no model.safetensors): "
+                       "use --runtime onnx", path=folder)
+
+
+__all__ = ["OnnxModel", "RUNTIMES", "check_runtime"]

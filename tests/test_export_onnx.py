@@ -1,0 +1,159 @@
+"""``plm export --format onnx``: ONNX Runtime's outputs equal ours (real MiniLM and fine-tuned
+heads, several batch/length shapes with padding), ``--runtime onnx`` writes the same prediction
+files as the PyTorch path, and bad folders are one-line errors that write nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from plmkit.cli import main  # noqa: E402
+from plmkit.errors import PlmError  # noqa: E402
+from plmkit.export.onnx import export_onnx  # noqa: E402
+from plmkit.export.runtime import OnnxModel  # noqa: E402
+from plmkit.models.bert import (BertConfig, BertForQuestionAnswering,  # noqa: E402
+                                BertForSequenceClassification, BertForTokenClassification,
+                                BertModel)
+
+SHAPES = [(1, 5), (3, 37), (4, 64)]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "dog", "sat", "ran", "on",
+         "mat", "log", "a", "red", "good", "bad", "film", "was", "."]
+
+
+def padded(vocab_size: int, batch: int, length: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab_size, (batch, length), generator=generator)
+    mask = torch.ones_like(ids)
+    if batch > 1:
+        mask[-1, length // 2:] = 0
+        ids[-1, length // 2:] = 0
+    return ids, mask
+
+
+def max_difference(ours: torch.Tensor, theirs: torch.Tensor, mask: torch.Tensor) -> float:
+    """Over real tokens for per-token outputs (padding positions are never read)."""
+    if ours.dim() > 1 and ours.shape[1] == mask.shape[1]:
+        ours, theirs = ours[mask.bool()], theirs[mask.bool()]
+    return float((ours - theirs.to(ours.dtype)).abs().max())
+
+
+def fine_tuned(folder: Path, cls: type, **config) -> Path:
+    torch.manual_seed(0)
+    model = cls(BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, intermediate_size=64,
+                           max_position_embeddings=64, **config)).eval()
+    with torch.no_grad():  # a trained-looking head, not the N(0, 0.02) start
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    model.save_pretrained(folder)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    return folder
+
+
+HEADS = [
+    (BertForSequenceClassification, dict(id2label={0: "neg", 1: "pos"}), ("logits",)),
+    (BertForTokenClassification, dict(id2label={0: "O", 1: "B-PER", 2: "I-PER"}), ("logits",)),
+    (BertForQuestionAnswering, {}, ("start_logits", "end_logits")),
+]
+
+
+@pytest.mark.parametrize("cls,config,outputs", HEADS, ids=lambda v: getattr(v, "__name__", ""))
+def test_onnx_runtime_equals_pytorch_on_every_head(tmp_path, one_thread, cls, config, outputs):
+    source = fine_tuned(tmp_path / "model", cls, **config)
+    export_onnx(source, tmp_path / "onnx")
+    ours = cls.from_pretrained(source).eval()
+    theirs = OnnxModel(tmp_path / "onnx")
+    for batch, length in SHAPES:
+        ids, mask = padded(len(VOCAB), batch, length)
+        with torch.no_grad():
+            expected = ours(ids, mask)
+        got = theirs(ids, mask)
+        for name in outputs:
+            assert max_difference(getattr(expected, name), getattr(got, name), mask) <= 1e-4
+
+
+def test_onnx_runtime_equals_pytorch_on_real_minilm(minilm_dir, tmp_path, one_thread):
+    export_onnx(minilm_dir, tmp_path / "onnx")
+    exported = json.loads((tmp_path / "onnx" / "config.json").read_text())["export"]
+    assert exported["task"] == "encoder" and exported["opset"] == 17
+    assert (tmp_path / "onnx" / "vocab.txt").is_file()
+    ours = BertModel.from_pretrained(minilm_dir).eval()
+    theirs = OnnxModel(tmp_path / "onnx")
+    for batch, length in SHAPES[:2] + [(2, 128)]:
+        ids, mask = padded(ours.config.vocab_size, batch, length, seed=length)
+        with torch.no_grad():
+            expected = ours(ids, mask).last_hidden_state
+        assert max_difference(expected, theirs(ids, mask).last_hidden_state, mask) <= 1e-4
+
+
+def test_predict_runtime_onnx_writes_the_same_file(tmp_path, capsys):
+    source = fine_tuned(tmp_path / "model", BertForSequenceClassification,
+                        id2label={0: "neg", 1: "pos"})
+    rows = ["the film was good .", "a bad film .", "the cat sat on the mat .", "red dog ran"]
+    data = tmp_path / "rows.txt"
+    data.write_text("\n".join(rows) + "\n")
+    assert main(["export", str(source), "--format", "onnx", "--output",
+                 str(tmp_path / "onnx")]) == 0
+    assert main(["predict", "--model", str(source), "--input", str(data), "--task", "classify",
+                 "--output", str(tmp_path / "torch.jsonl")]) == 0
+    assert main(["predict", "--model", str(tmp_path / "onnx"), "--input", str(data),
+                 "--runtime", "onnx", "--output", str(tmp_path / "onnx.jsonl")]) == 0
+    first = [json.loads(line) for line in (tmp_path / "torch.jsonl").read_text().splitlines()]
+    second = [json.loads(line) for line in (tmp_path / "onnx.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in first] == [r["label"] for r in second]
+    assert all(abs(a["score"] - b["score"]) < 1e-5 for a, b in zip(first, second))
+    assert len(first) == len(rows)
+
+
+def test_pipeline_takes_runtime_onnx(tmp_path):
+    from plmkit.pipelines import pipeline
+
+    source = fine_tuned(tmp_path / "model", BertForTokenClassification,
+                        id2label={0: "O", 1: "B-PER", 2: "I-PER"})
+    export_onnx(source, tmp_path / "onnx")
+    texts = ["the cat sat on the mat", "a red dog ran"]
+    torch_tags = pipeline("ner", model=source)(texts)
+    onnx_tags = pipeline("ner", model=tmp_path / "onnx", runtime="onnx")(texts)
+    assert [r["tags"] for r in torch_tags] == [r["tags"] for r in onnx_tags]
+
+
+def test_bad_export_and_runtime_folders_are_one_line_errors(tmp_path, capsys):
+    source = fine_tuned(tmp_path / "model", BertForSequenceClassification,
+                        id2label={0: "neg", 1: "pos"})
+    data = tmp_path / "rows.txt"
+    data.write_text("the film was good .\n")
+
+    def refused(*argv: str, says: str) -> None:
+        capsys.readouterr()
+        assert main(list(argv)) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err, err
+
+    # a PyTorch folder for --runtime onnx, and an export for the PyTorch runtime
+    refused("predict", "--model", str(source), "--input", str(data), "--runtime", "onnx",
+            "--output", str(tmp_path / "a.jsonl"), says="no model.onnx")
+    export_onnx(source, tmp_path / "onnx")
+    refused("predict", "--model", str(tmp_path / "onnx"), "--input", str(data),
+            "--output", str(tmp_path / "b.jsonl"), says="--runtime onnx")
+    assert not (tmp_path / "a.jsonl").exists() and not (tmp_path / "b.jsonl").exists()
+    # a folder with no task head this exporter knows, and one that is not BERT
+    config = json.loads((source / "config.json").read_text())
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "config.json").write_text(json.dumps({**config, "architectures": ["BertForNothing"]}))
+    refused("export", str(odd), "--format", "onnx", "--output", str(tmp_path / "x"),
+            says="BertForNothing")
+    (odd / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
+    refused("export", str(odd), "--format", "onnx", "--output", str(tmp_path / "x"),
+            says="model_type")
+    assert not (tmp_path / "x").exists()
+    # an export whose model.onnx is damaged
+    (tmp_path / "onnx" / "model.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(PlmError, match="ONNX Runtime cannot load"):
+        OnnxModel(tmp_path / "onnx")
