@@ -157,3 +157,32 @@ def test_bad_export_and_runtime_folders_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "onnx" / "model.onnx").write_bytes(b"not a protobuf")
     with pytest.raises(PlmError, match="ONNX Runtime cannot load"):
         OnnxModel(tmp_path / "onnx")
+
+
+def test_int8_export_is_smaller_close_and_says_what_it_kept(tmp_path, one_thread):
+    source = fine_tuned(tmp_path / "model", BertForSequenceClassification,
+                        id2label={0: "neg", 1: "pos"})
+    export_onnx(source, tmp_path / "fp32")
+    assert main(["export", str(source), "--format", "onnx", "--quantize", "int8",
+                 "--output", str(tmp_path / "int8")]) == 0
+    assert sorted(p.name for p in (tmp_path / "int8").iterdir() if p.suffix == ".onnx") == \
+        ["model.onnx"]  # the fp32 intermediate is gone
+    record = json.loads((tmp_path / "int8" / "config.json").read_text())["export"]["quantization"]
+    assert record["op_types"] == ["MatMul"] and "LayerNorm" in record["kept_fp32"]
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "int8" / "model.onnx")).graph
+    assert any(node.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for node in graph.node)
+    full, small = OnnxModel(tmp_path / "fp32"), OnnxModel(tmp_path / "int8")
+    ids, mask = padded(len(VOCAB), 4, 32)
+    reference, quantized = full(ids, mask).logits, small(ids, mask).logits
+    assert 0 < float((reference - quantized).abs().max()) < 0.1 * float(reference.abs().max())
+
+
+def test_quantize_needs_the_onnx_format(tmp_path, capsys):
+    source = fine_tuned(tmp_path / "model", BertForSequenceClassification,
+                        id2label={0: "neg", 1: "pos"})
+    assert main(["export", str(source), "--format", "hf", "--quantize", "int8",
+                 "--output", str(tmp_path / "x")]) == 2
+    assert "--quantize" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

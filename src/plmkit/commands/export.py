@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "folder Hugging Face's Auto classes load with equal outputs")
     parser.add_argument("--opset", type=positive_int, default=None,
                         help="ONNX opset (default 17)")
+    parser.add_argument("--quantize", choices=("int8",), default=None,
+                        help="onnx: int8 weights for the linear layers (ONNX Runtime's dynamic "
+                             "quantization; embeddings and norms stay fp32)")
     parser.add_argument("--output", required=True, help="new folder to write")
     parser.set_defaults(func=run, output_kind="folder")
 
@@ -54,12 +57,13 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "onnx":
         from plmkit.export.onnx import OPSET, export_onnx
 
-        export_onnx(model, output, opset=args.opset or OPSET)
+        export_onnx(model, output, opset=args.opset or OPSET, quantize=args.quantize)
         print(f"plmkit: {output / 'model.onnx'} written (ONNX opset {args.opset or OPSET}); run "
               f"it with plm predict --runtime onnx --model {output}")
         return 0
-    if args.opset is not None:
-        raise PlmError("--opset applies to --format onnx only", field="opset")
+    if args.opset is not None or args.quantize is not None:
+        raise PlmError("--opset and --quantize apply to --format onnx only",
+                       field="opset" if args.opset is not None else "quantize")
     to_hugging_face(model, output)
     print(f"plmkit: {output} written for Hugging Face (format {args.format})")
     return 0

@@ -98,9 +98,17 @@ def example_inputs(vocab_size: int, batch: int = 2, length: int = 16) -> tuple[T
     return ids, mask, torch.zeros(batch, length, dtype=torch.long)
 
 
-def export_onnx(folder: str | Path, output: str | Path, *, opset: int = OPSET) -> Path:
+QUANTIZATIONS = ("int8",)
+
+
+def export_onnx(folder: str | Path, output: str | Path, *, opset: int = OPSET,
+                quantize: str | None = None) -> Path:
     """Export the checkpoint ``folder`` to ``output`` (a new folder, written whole or not at
-    all). Returns ``output``."""
+    all). ``quantize="int8"``: the linear layers' weights in int8 (:func:`quantize_int8`).
+    Returns ``output``."""
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise PlmError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}",
+                       field="quantize")
     folder, output = Path(folder), Path(output)
     if (folder / ONNX_FILE).exists() and not (folder / "model.safetensors").exists():
         raise PlmError("this folder is already an ONNX export; export the PyTorch checkpoint "
@@ -110,16 +118,39 @@ def export_onnx(folder: str | Path, output: str | Path, *, opset: int = OPSET) -
     config = read_checkpoint_config(folder)
     outputs = OUTPUTS[task]
     with atomic_dir(output) as staging:
+        graph = staging / (ONNX_FILE if quantize is None else "model-fp32.onnx")
         _export_graph(_Exported(model, task), example_inputs(int(config["vocab_size"])),
-                      staging / ONNX_FILE, outputs, opset)
+                      graph, outputs, opset)
+        quantization = None
+        if quantize == "int8":
+            quantization = quantize_int8(graph, staging / ONNX_FILE)
+            graph.unlink()
         for name in TOKENIZER_FILES:
             if (folder / name).is_file():
                 shutil.copyfile(folder / name, staging / name)
         config["export"] = {"format": "onnx", "opset": opset, "task": task,
                             "inputs": list(INPUTS), "outputs": list(outputs),
-                            "quantization": None, "source": str(folder)}
+                            "quantization": quantization, "source": str(folder)}
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return output
+
+
+def quantize_int8(source: Path, target: Path) -> dict[str, Any]:
+    """ONNX Runtime's dynamic quantization of the matrix multiplies: weights int8 per output
+    channel, activations quantized on the fly per batch (uint8). Embeddings (Gather),
+    LayerNorm, softmax and GELU stay fp32: they are a small share of the time, and the embedding
+    table is where per-token error would enter every layer. Returns the record written into
+    ``config.json``."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        raise PlmError("--quantize int8 needs onnxruntime: pip install onnxruntime",
+                       field="quantize") from None
+    quantize_dynamic(str(source), str(target), op_types_to_quantize=["MatMul"],
+                     per_channel=True, reduce_range=False, weight_type=QuantType.QInt8)
+    return {"method": "onnxruntime.quantization.quantize_dynamic", "weights": "int8 per channel",
+            "activations": "uint8, dynamic per batch", "op_types": ["MatMul"],
+            "kept_fp32": ["embeddings (Gather)", "LayerNorm", "softmax", "GELU", "biases"]}
 
 
 def _export_graph(module: nn.Module, inputs: tuple[Tensor, ...], path: Path,
@@ -154,4 +185,4 @@ def read_export(folder: str | Path) -> dict[str, Any]:
     return export
 
 
-__all__ = ["ONNX_FILE", "OPSET", "OUTPUTS", "checkpoint_task", "export_onnx", "read_export"]
+__all__ = ["ONNX_FILE", "OPSET", "OUTPUTS", "QUANTIZATIONS", "quantize_int8", "checkpoint_task", "export_onnx", "read_export"]
