@@ -49,3 +49,26 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     return "" if value is None else str(value)
+
+
+def interleaved(functions: dict[str, Callable[[], object]], *, rounds: int, warmup: int = 2
+                ) -> dict[str, list[float]]:
+    """Seconds of each call, the variants taking turns round by round (the order rotating), so
+    a slow minute of the machine lands on every variant alike instead of on whichever ran then.
+    Report the median: one-shot figures on these machines vary by ±15%."""
+    for function in functions.values():
+        for _ in range(warmup):
+            function()
+    names = list(functions)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            begin = time.perf_counter()
+            functions[name]()
+            times[name].append(time.perf_counter() - begin)
+    return times
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
