@@ -1,12 +1,14 @@
 """BERT pre-training throughput: plmkit vs Hugging Face ``BertForPreTraining``, same batches.
 
-Config (issue 3): mini — L4 H256 A4 I1024, vocab 30522, seq 128, batch 32. Every variant runs in
-its own subprocess (clean peak memory) on the same pre-generated batches (real prose through the
-MiniLM tokenizer when available, 15% masked, 80/10/10), from the same initial weights, for the same
-number of AdamW steps. Prints tokens/s, ratio to HF, model-FLOPs utilisation against a measured
-matmul peak, peak RSS, and first/last loss (same curve shape).
+Config (issue 3): mini — L4 H256 A4 I1024, vocab 30522, seq 128, batch 32. Every variant runs on
+the same pre-generated batches (real prose through the MiniLM tokenizer when available, 15% masked,
+80/10/10), from the same initial weights, for the same number of AdamW steps. By default the variants run in one process, one step each in turn (the
+order rotating), and the median step is reported — one-shot figures on these machines vary by
+±15%; ``--separate`` runs each in its own process instead (peak RSS per variant). Prints
+tokens/s, ratio to HF, model-FLOPs utilisation against a measured matmul peak, and first/last
+loss (same curve shape).
 
-    python benchmarks/pretrain.py [--steps 20] [--batch 32] [--seq 128] [--variants ...]
+    python benchmarks/pretrain.py [--steps 30] [--batch 32] [--seq 128] [--variants ...] [--separate]
 """
 
 from __future__ import annotations
@@ -93,11 +95,11 @@ def measure_peak(precision: str) -> float:
     return 2 * 1024 ** 3 * count / (time.perf_counter() - start)
 
 
-def worker(variant: str, batches_path: Path, steps: int) -> dict:
-    """One variant in this process: build, train ``steps`` steps, report."""
+def build_step(variant: str):
+    """The variant's model, optimiser and one training step (a function of a batch returning
+    the loss), and the precision it computes in."""
     import contextlib
 
-    batches = torch.load(batches_path, weights_only=True)
     torch.manual_seed(0)
     if variant == "hf-sdpa":
         import transformers
@@ -138,6 +140,13 @@ def worker(variant: str, batches_path: Path, steps: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         return float(out.loss)
 
+    return step, precision
+
+
+def worker(variant: str, batches_path: Path, steps: int) -> dict:
+    """One variant in this process: build, train ``steps`` steps, report (with peak RSS)."""
+    batches = torch.load(batches_path, weights_only=True)
+    step, precision = build_step(variant)
     losses = [step(batches[i % len(batches)]) for i in range(2)]  # warm-up (and compile)
     tokens = 0
     start = time.perf_counter()
@@ -151,9 +160,42 @@ def worker(variant: str, batches_path: Path, steps: int) -> dict:
             "peak_rss_mb": peak_rss, "seconds_per_step": elapsed / steps, "precision": precision}
 
 
+def interleaved_steps(variants: list[str], batches_path: Path, steps: int) -> dict[str, dict]:
+    """Every variant in this process, one training step each in turn (the order rotating each
+    round), on the same batch sequence: a slow minute of the machine slows all sides alike. The
+    figure is the median step; peak RSS is not per variant here (``--separate`` measures it)."""
+    import statistics
+
+    batches = torch.load(batches_path, weights_only=True)
+    built = {v: build_step(v) for v in variants}
+    losses: dict[str, list[float]] = {v: [] for v in variants}
+    for v, (step, _) in built.items():  # warm-up (and compile)
+        for i in range(2):
+            losses[v].append(step(batches[i % len(batches)]))
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for i in range(steps):
+        batch = batches[(i + 2) % len(batches)]
+        order = variants[i % len(variants):] + variants[:i % len(variants)]
+        for v in order:
+            begin = time.perf_counter()
+            losses[v].append(built[v][0](batch))
+            times[v].append(time.perf_counter() - begin)
+    tokens = statistics.mean(int(b["attention_mask"].sum()) for b in batches)
+    return {v: {"tokens_per_s": tokens / statistics.median(times[v]),
+                "seconds_per_step": statistics.median(times[v]),
+                "spread (p90/p10)": sorted(times[v])[int(0.9 * (steps - 1))]
+                / sorted(times[v])[int(0.1 * (steps - 1))],
+                "first_loss": losses[v][0], "last_loss": losses[v][-1], "peak_rss_mb": None,
+                "precision": built[v][1]} for v in variants}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=30,
+                        help="timed steps per variant (the median is reported; default 30)")
+    parser.add_argument("--separate", action="store_true",
+                        help="each variant in its own process, one after another (peak RSS per "
+                             "variant; one-shot figures vary by ±15%% here)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=128)
     # bf16 runs by default only where it is native: on CPUs without AVX512-BF16/AMX (AVX2
@@ -181,14 +223,20 @@ def main() -> None:
         batches_path = Path(tmp) / "batches.pt"
         make_batches(8, args.batch, args.seq, batches_path)
         rows = []
+        results: dict[str, dict] = {}
+        if not args.separate:
+            print(f"interleaved: {args.steps} steps of each variant in turn; median step")
+            results = interleaved_steps(args.variants, batches_path, args.steps)
         for variant in args.variants:
-            result = subprocess.run([sys.executable, __file__, "--steps", str(args.steps),
-                                     "--worker", variant, str(batches_path)],
-                                    capture_output=True, text=True, env=os.environ)
-            if result.returncode:
-                print(f"{variant} failed:\n{result.stderr[-2000:]}")
-                continue
-            data = json.loads(result.stdout.strip().splitlines()[-1])
+            if args.separate:
+                result = subprocess.run([sys.executable, __file__, "--steps", str(args.steps),
+                                         "--worker", variant, str(batches_path)],
+                                        capture_output=True, text=True, env=os.environ)
+                if result.returncode:
+                    print(f"{variant} failed:\n{result.stderr[-2000:]}")
+                    continue
+                results[variant] = json.loads(result.stdout.strip().splitlines()[-1])
+            data = results[variant]
             sparse = variant not in ("hf-sdpa", "plmkit-dense")
             flops = flops_per_token(BertConfig(**MINI), args.seq, sparse_mlm=sparse)
             dense_flops = flops_per_token(BertConfig(**MINI), args.seq, sparse_mlm=False)
@@ -204,7 +252,7 @@ def main() -> None:
     for row in rows:
         row["÷ faster of fp32/bf16"] = row["tokens_per_s"] / fastest if fastest else None
     print(table(rows, ["variant", "precision", "tokens_per_s", "× HF", "÷ faster of fp32/bf16",
-                       "seconds_per_step", "MFU (own FLOPs)",
+                       "seconds_per_step", "spread (p90/p10)", "MFU (own FLOPs)",
                        "useful FLOP/s ÷ peak", "peak_rss_mb", "first_loss", "last_loss"]))
     for name, text in VARIANTS.items():
         print(f"  {name}: {text}")
