@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "plmkit.commands.classic",
     "plmkit.commands.ladder",
     "plmkit.commands.export",
+    "plmkit.commands.serve",
     "plmkit.commands.demo",
 )
 

@@ -35,25 +35,49 @@ class FillMaskPipeline:
 
     def __call__(self, text: str, top_k: int | None = None) -> list[list[MaskPrediction]]:
         """One list of ``top_k`` predictions per ``[MASK]`` in ``text``, most likely first."""
+        return self.batch([text], top_k)[0]
+
+    def batch(self, texts: list[str], top_k: int | None = None
+              ) -> list[list[list[MaskPrediction]]]:
+        """:meth:`__call__` for several texts in one forward pass (padded to the longest): what
+        a server gathering concurrent requests calls. A text without ``[MASK]`` is refused,
+        naming its index."""
         top_k = top_k or self.top_k
         limit = self.model.config.max_position_embeddings
-        encoding = self.tokenizer.encode(text, max_length=limit)
         mask_id = self.tokenizer.mask_token_id
-        positions = [i for i, token_id in enumerate(encoding.ids) if token_id == mask_id]
-        if not positions:
-            raise PlmError(f"the text has no {self.tokenizer.ids_to_tokens[mask_id]} token to fill",
-                           field="text")
-        input_ids = torch.tensor([encoding.ids], device=self.device)
-        token_type_ids = torch.tensor([encoding.type_ids], device=self.device)
+        encodings = [self.tokenizer.encode(text, max_length=limit) for text in texts]
+        positions = [[i for i, token_id in enumerate(e.ids) if token_id == mask_id]
+                     for e in encodings]
+        for index, found in enumerate(positions):
+            if not found:
+                where = "the text" if len(texts) == 1 else f"text {index}"
+                raise PlmError(f"{where} has no {self.tokenizer.ids_to_tokens[mask_id]} token to "
+                               "fill", field="text")
+        length = max(len(e.ids) for e in encodings)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(texts), length), pad, dtype=torch.long)
+        token_type_ids = torch.zeros_like(input_ids)
+        attention_mask = torch.zeros_like(input_ids)
+        for row, encoding in enumerate(encodings):
+            size = len(encoding.ids)
+            input_ids[row, :size] = torch.tensor(encoding.ids)
+            token_type_ids[row, :size] = torch.tensor(encoding.type_ids)
+            attention_mask[row, :size] = 1
         with torch.no_grad():
-            logits = self.model(input_ids, token_type_ids=token_type_ids).prediction_logits[0]
+            logits = self.model(input_ids.to(self.device), attention_mask.to(self.device),
+                                token_type_ids.to(self.device)).prediction_logits
+        return [self._predictions(logits[row], encoding.ids, positions[row], top_k)
+                for row, encoding in enumerate(encodings)]
+
+    def _predictions(self, logits: torch.Tensor, ids: list[int], positions: list[int],
+                     top_k: int) -> list[list[MaskPrediction]]:
         probabilities = logits[positions].float().softmax(-1)
         results = []
         for row, position in zip(probabilities, positions):
-            scores, ids = row.topk(top_k)
+            scores, top = row.topk(top_k)
             predictions = []
-            for score, token_id in zip(scores.tolist(), ids.tolist()):
-                filled = list(encoding.ids)
+            for score, token_id in zip(scores.tolist(), top.tolist()):
+                filled = list(ids)
                 filled[position] = token_id
                 predictions.append(MaskPrediction(
                     self.tokenizer.ids_to_tokens[token_id], token_id, score,

@@ -1,0 +1,219 @@
+"""``plm serve``'s app: every endpoint on real (small) checkpoints, dynamic batching, limits and
+bad input as JSON errors, auth, metrics — through the ASGI app in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+import httpx  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from _serve_models import build_models  # noqa: E402
+from plmkit.errors import PlmError  # noqa: E402
+from plmkit.serve import ServeSettings, create_app, load_served  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    return build_models(tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="module")
+def served(folders):
+    return {name: load_served(name, folder) for name, folder in folders.items()}
+
+
+@pytest.fixture
+def client(served):
+    with TestClient(create_app(served, ServeSettings(max_wait_ms=2))) as test_client:
+        yield test_client
+
+
+def error_of(response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    return body["error"]
+
+
+def test_each_folder_serves_what_its_files_say(served):
+    kinds = {name: model.kind for name, model in served.items()}
+    assert kinds == {"mlm": "fill-mask", "encoder": "embed", "sentiment": "classify",
+                     "ner": "tag", "qa": "qa", "gpt": "generate", "mt": "translate"}
+
+
+def test_models_health_and_openapi(client):
+    listed = client.get("/v1/models").json()["data"]
+    assert {m["id"] for m in listed} == {"mlm", "encoder", "sentiment", "ner", "qa", "gpt", "mt"}
+    assert client.get("/health").json()["status"] == "ok"
+    schema = client.get("/openapi.json").json()
+    assert "/v1/models/{name}/fill-mask" in schema["paths"] and "/v1/embeddings" in schema["paths"]
+
+
+def test_fill_mask_matches_the_pipeline(client, folders):
+    from plmkit.pipelines import pipeline
+
+    response = client.post("/v1/models/mlm/fill-mask", json={"text": "the cat [MASK] on the mat",
+                                                              "top_k": 3})
+    assert response.status_code == 200
+    [predictions] = response.json()["masks"]
+    expected = pipeline("fill-mask", model=folders["mlm"])("the cat [MASK] on the mat", top_k=3)[0]
+    assert [p["token"] for p in predictions] == [p.token for p in expected]
+    assert predictions[0]["score"] == pytest.approx(expected[0].score, abs=1e-5)
+
+
+def test_embeddings_ours_and_openai_shape(client):
+    ours = client.post("/v1/models/encoder/embed", json={"texts": ["a cat", "a dog"]}).json()
+    assert ours["dimensions"] == 32 and len(ours["embeddings"]) == 2
+    openai = client.post("/v1/embeddings", json={"model": "encoder", "input": ["a cat", "a dog"]})
+    body = openai.json()
+    assert body["object"] == "list" and body["data"][1]["index"] == 1
+    assert body["data"][0]["embedding"] == pytest.approx(ours["embeddings"][0], abs=1e-5)
+    assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
+    single = client.post("/v1/embeddings", json={"model": "encoder", "input": "a cat"}).json()
+    assert len(single["data"]) == 1
+
+
+def test_classify_ner_qa_translate_attention(client):
+    result = client.post("/v1/models/sentiment/classify",
+                         json={"texts": ["a good film", "a bad film"]}).json()["results"]
+    assert len(result) == 2 and set(result[0]["scores"]) == {"neg", "pos"}
+    assert sum(result[0]["scores"].values()) == pytest.approx(1.0)
+    tagged = client.post("/v1/models/ner/ner", json={"texts": ["张三住在北京"]}).json()["results"]
+    assert len(tagged[0]["tags"]) == len(tagged[0]["tokens"]) == 6
+    answer = client.post("/v1/models/qa/qa", json={"question": "who sat ?",
+                                                   "context": "the cat sat on the mat ."}).json()
+    assert {"answer", "score", "start", "end"} <= set(answer)
+    translated = client.post("/v1/models/mt/translate",
+                             json={"texts": ["the cat sleeps"], "beam_size": 2}).json()
+    assert isinstance(translated["translations"][0], str)
+    seen = client.post("/v1/models/mlm/attention", json={"text": "the cat sat"}).json()
+    assert seen["tokens"] == ["[CLS]", "the", "cat", "sat", "[SEP]"]
+    layers = seen["attentions"]
+    assert len(layers) == 2 and len(layers[0]) == 2 and len(layers[0][0]) == 5
+    assert sum(layers[1][1][2]) == pytest.approx(1.0, abs=1e-3)  # each query's weights sum to 1
+
+
+def test_generate_streams_server_sent_events(client):
+    with client.stream("POST", "/v1/models/gpt/generate",
+                       json={"prompt": "the cat", "max_new_tokens": 5, "temperature": 0}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [e for e in r.read().decode().split("\n\n") if e]
+    pieces = [json.loads(e[6:])["text"] for e in events if e.startswith("data: {\"text")]
+    assert events[-1].startswith("event: done") and 1 <= len(pieces) <= 5
+    whole = client.post("/v1/models/gpt/generate", json={"prompt": "the cat", "max_new_tokens": 5,
+                                                         "temperature": 0, "stream": False})
+    assert whole.json()["text"] == "".join(pieces)  # greedy: the same continuation
+
+
+@pytest.mark.parametrize("path,body,status,field", [
+    ("/v1/models/mlm/fill-mask", {"text": "no mask here"}, 422, "text"),
+    ("/v1/models/mlm/fill-mask", {"text": "the [MASK]", "top_k": 0}, 422, "top_k"),
+    ("/v1/models/mlm/fill-mask", {"text": 5}, 422, "text"),
+    ("/v1/models/mlm/fill-mask", {"text": "the [MASK]", "tpo_k": 3}, 422, "tpo_k"),
+    ("/v1/models/nowhere/fill-mask", {"text": "the [MASK]"}, 404, "model"),
+    ("/v1/models/encoder/fill-mask", {"text": "the [MASK]"}, 404, "endpoint"),
+    ("/v1/models/encoder/embed", {"texts": []}, 422, "texts"),
+    ("/v1/models/encoder/embed", {"texts": ["the cat " * 100]}, 422, "texts[0]"),
+    ("/v1/models/sentiment/classify", {"texts": ["a", "b"], "text_pairs": ["c"]}, 422,
+     "text_pairs"),
+    ("/v1/models/gpt/generate", {"prompt": "the", "max_new_tokens": 100000}, 422,
+     "max_new_tokens"),
+    ("/v1/embeddings", {"model": "mlm", "input": []}, 422, "input"),
+])
+def test_bad_requests_are_json_errors_naming_the_field(client, path, body, status, field):
+    response = client.post(path, json=body)
+    assert response.status_code == status
+    assert error_of(response).get("field") == field
+    assert client.get("/health").status_code == 200  # and the server keeps serving
+
+
+def test_malformed_json_and_oversized_bodies(served):
+    with TestClient(create_app(served, ServeSettings(max_body_bytes=200, max_items=3))) as client:
+        response = client.post("/v1/models/encoder/embed", content=b"{not json",
+                               headers={"content-type": "application/json"})
+        assert response.status_code == 400 and "malformed JSON" in error_of(response)["message"]
+        response = client.post("/v1/models/encoder/embed", json={"texts": ["x" * 300]})
+        assert response.status_code == 413 and error_of(response)["field"] == "body"
+        response = client.post("/v1/models/encoder/embed", json={"texts": ["a"] * 4})
+        assert response.status_code == 413 and error_of(response)["field"] == "texts"
+
+
+def test_api_key_guards_the_api_but_not_the_page(served):
+    with TestClient(create_app(served, ServeSettings(api_key="s3cret"))) as client:
+        assert client.get("/v1/models").status_code == 401
+        assert client.get("/metrics").status_code == 401
+        wrong = client.get("/v1/models", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and error_of(wrong)["field"] == "authorization"
+        ok = client.get("/v1/models", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        assert client.get("/").status_code == 200 and client.get("/health").status_code == 200
+
+
+def test_the_page_is_served_offline(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    for name in ("app.js", "style.css"):
+        asset = client.get(f"/static/{name}")
+        assert asset.status_code == 200 and "http://" not in asset.text.replace(
+            "http://www.w3.org/2000/svg", "")
+    assert "https://" not in page.text  # no CDN, no external fonts
+    assert client.get("/static/../app.py").status_code == 404
+    assert client.get("/static/app.py").status_code == 404
+
+
+async def _concurrent(app, requests: int, path: str, body: dict) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await asyncio.gather(*(client.post(path, json=body) for _ in range(requests)))
+
+
+def test_concurrent_requests_share_forward_passes(served):
+    app = create_app(served, ServeSettings(max_batch_size=16, max_wait_ms=50))
+    responses = asyncio.run(_concurrent(app, 12, "/v1/models/sentiment/classify",
+                                        {"texts": ["a good film"]}))
+    assert all(r.status_code == 200 for r in responses)
+    scores = {round(r.json()["results"][0]["score"], 5) for r in responses}
+    assert len(scores) == 1  # batched with others or not, the same answer
+    metrics = app.state.metrics_text()
+    sizes = [line for line in metrics.splitlines()
+             if line.startswith('plm_batch_size_count{model="sentiment"}')]
+    batches = float(sizes[0].split()[-1])
+    assert batches < 12  # fewer forward passes than requests
+
+
+def test_a_full_queue_is_a_fast_503_with_retry_after(served):
+    app = create_app(served, ServeSettings(max_batch_size=1, max_wait_ms=1, max_queue=1))
+    responses = asyncio.run(_concurrent(app, 12, "/v1/models/sentiment/classify",
+                                        {"texts": ["a good film"]}))
+    statuses = sorted(r.status_code for r in responses)
+    assert 503 in statuses and 200 in statuses
+    busy = next(r for r in responses if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and "busy" in error_of(busy)["message"]
+
+
+def test_metrics_count_requests(client):
+    client.post("/v1/models/encoder/embed", json={"texts": ["a cat"]})
+    text = client.get("/metrics").text
+    assert 'plm_requests_total{endpoint="embed",model="encoder",status="200"}' in text
+    assert "plm_request_latency_seconds_bucket" in text and "plm_queue_depth" in text
+
+
+def test_an_unservable_folder_is_refused_at_start(tmp_path, folders, capsys):
+    from plmkit.cli import main
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(PlmError, match="model_type"):
+        load_served("broken", broken)
+    assert main(["serve", str(broken), "--port", "1"]) == 2
+    assert "model_type" in capsys.readouterr().err
+    assert main(["serve", f"a={folders['mlm']}", f"a={folders['encoder']}", "--port", "1"]) == 2
+    assert "two models are named" in capsys.readouterr().err
