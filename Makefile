@@ -32,7 +32,19 @@ demo: $(STAMP_RUN)
 	$(VENV)/bin/plm demo --output runs/demo
 	$(PY) benchmarks/pretraining_pays.py --quick --fractions 1.0 --pretrained runs/demo/mini-bert --output runs/demo/pretraining-pays
 
-test: $(STAMP_TEST)
+# The browser tests (tests/test_serve_browser.py) drive Debian's Chromium through Playwright
+# pointed at the system browser (Playwright's own browser download cannot run here). Installed
+# with apt when we are root and it is missing; otherwise those tests say why they skip.
+STAMP_BROWSER := $(VENV)/.stamp-chromium
+
+$(STAMP_BROWSER): | $(PY)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "note: chromium is not installed and we are not root: the browser tests will skip"
+	touch $@
+
+test: $(STAMP_TEST) $(STAMP_BROWSER)
 	$(PY) -m pytest -q
 
 bench: $(STAMP_TEST)

@@ -93,6 +93,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"plmkit: serving {name} ({model.kind}: {', '.join(model.endpoints)}) from "
               f"{model.folder}", flush=True)
     print(f"plmkit: http://{args.host}:{args.port}/  (API docs at /docs)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                timeout_graceful_shutdown=int(args.timeout) + 5)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                            timeout_graceful_shutdown=int(args.timeout) + 5)
+    _graceful_server_class()(config).run()
     return 0
+
+
+def _graceful_server_class():
+    import signal
+
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """SIGTERM (what a process manager sends): stop accepting, finish the requests in
+        flight, run the shutdown (queued batches), exit 0. uvicorn itself would re-raise the
+        signal after the graceful part, so the process would end "killed by SIGTERM"."""
+
+        def handle_exit(self, sig, frame):  # type: ignore[override]
+            if sig == signal.SIGTERM:
+                self.should_exit = True
+                return
+            super().handle_exit(sig, frame)
+
+    return GracefulServer

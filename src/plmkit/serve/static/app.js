@@ -71,7 +71,9 @@ async function fillMask() {
   if (!text.includes("[MASK]")) { out.textContent = "(no [MASK] yet)"; return; }
   try {
     const data = await post("fill-mask", { text, top_k: 5 });
+    if ($("fill-input").value !== text) return;  // the user typed on: a newer answer is coming
     out.textContent = "";
+    out.dataset.text = text;
     data.masks.forEach((predictions, index) => {
       const block = document.createElement("div");
       block.className = "mask";
