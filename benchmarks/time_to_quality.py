@@ -252,7 +252,9 @@ def frequency_guess(rows: dict[str, torch.Tensor], train_ids: collections.Counte
     training frequency, and the top-5 accuracy of always guessing the 5 most frequent tokens."""
     total = sum(train_ids.values())
     labels = rows["labels"][rows["labels"] != -100].tolist()
-    loss = float(np.mean([-np.log((train_ids[t] + 1) / (total + len(train_ids))) for t in labels]))
+    vocabulary = int(rows["vocab_size"]) if "vocab_size" in rows else len(train_ids)
+    # add-one over the whole vocabulary: every id has a probability, and they sum to one
+    loss = float(np.mean([-np.log((train_ids[t] + 1) / (total + vocabulary)) for t in labels]))
     frequent = {t for t, _ in train_ids.most_common(5)}
     return {"mlm_loss": loss, "mlm_top5": float(np.mean([t in frequent for t in labels]))}
 
@@ -317,6 +319,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/time-to-quality"))
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: prose, 0.5 minutes a side, a checkpoint every 0.1 min")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run no side: redraw the table and PNG from the result-*.json files "
+                             "in --work (e.g. results committed from earlier sessions)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--save-every", type=int, help=argparse.SUPPRESS)
@@ -329,7 +334,7 @@ def main() -> None:
     print(machine())
     paths = prepare(args.work, args.corpus, args.vocab_size)
     rows = torch.load(paths["eval"], weights_only=True)
-    for side in args.sides.split(","):
+    for side in ([] if args.report_only else args.sides.split(",")):
         rate = calibrate(side, args, paths)
         steps = max(10, int(rate * 60 * args.minutes))
         save_every = max(1, int(rate * 60 * args.save_minutes))
@@ -345,9 +350,10 @@ def main() -> None:
     from plmkit.tokenization import WordPieceTokenizer
 
     tokenizer = WordPieceTokenizer.from_pretrained(paths["vocab"])
-    train_ids = collections.Counter(i for ids in tokenizer.encode_ids(
-        paths["train"].read_text(encoding="utf-8").splitlines()[:50000]) for i in ids)
-    guess = frequency_guess(rows, train_ids)
+    lines = [line for line in paths["train"].read_text(encoding="utf-8").splitlines() if line]
+    train_ids = collections.Counter(i for ids in tokenizer.encode_ids(lines) for i in ids)
+    guess = frequency_guess({**rows, "vocab_size": torch.tensor(len(tokenizer.vocab))},
+                            train_ids)
     print(f"frequency guess: held-out loss {guess['mlm_loss']:.3f}, top-5 {guess['mlm_top5']:.3f}")
     report(collect_results(args.work), guess, args.work)
 

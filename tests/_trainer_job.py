@@ -75,6 +75,10 @@ def main() -> None:
     training = TrainingConfig(output_dir=output_dir, max_steps=max_steps, learning_rate=1e-2,
                               warmup_steps=2, log_every=1, save_every=5, keep_last=3,
                               eval_every=10, progress=False,
+                              # fp32: the runs compared here (1 vs 2 processes, resumed vs not)
+                              # must agree to float reduction order, which bf16 autocast on a
+                              # bf16-native CPU does not promise
+                              precision=os.environ.get("JOB_PRECISION", "fp32"),
                               gradient_accumulation_steps=accumulation,
                               max_minutes=float(os.environ.get("JOB_MAX_MINUTES", "0")),
                               plot_metrics=("loss", "mlm_accuracy"))

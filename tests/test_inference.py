@@ -174,7 +174,7 @@ FILE_OUTPUTS = {
 }
 # Commands whose --output is a folder they fill (checked by their own tests).
 FOLDER_OUTPUTS = {"train-tokenizer", "pretrain", "finetune", "train-translation", "train-gpt",
-                  "finetune-gpt", "train-lm", "ladder", "demo"}
+                  "finetune-gpt", "train-lm", "ladder", "demo", "export"}
 
 
 def test_an_output_file_that_names_a_folder_is_refused_before_any_work(tmp_path, capsys):

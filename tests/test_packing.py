@@ -133,7 +133,7 @@ def test_plm_pretrain_masked_lm_alone_on_the_clock(tmp_path, capsys):
     assert "the schedule ended at its floor" in capsys.readouterr().out
 
     assert main([*base, "--output", str(tmp_path / "a"), "--masked-lm-prob", "1"]) == 2
-    assert "masked_lm_prob" in capsys.readouterr().err
+    assert "--masked-lm-prob" in capsys.readouterr().err
     assert main([*base, "--output", str(tmp_path / "b"), "--schedule-clock", "time"]) == 2
     assert "max_minutes" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
