@@ -138,7 +138,7 @@ def build_step(variant: str):
         out.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(out.loss)
+        return float(out.loss.detach())
 
     return step, precision
 

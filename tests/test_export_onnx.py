@@ -186,3 +186,21 @@ def test_quantize_needs_the_onnx_format(tmp_path, capsys):
                  "--output", str(tmp_path / "x")]) == 2
     assert "--quantize" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_pytorch_dynamic_int8_runs_our_encoder(one_thread):
+    """torch's dynamic quantization swaps the linears for packed-int8 modules; the fused Q/K/V
+    projection must step aside for them (found by benchmarks/inference_runtimes.py)."""
+    import copy
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=64,
+                                 max_position_embeddings=64)).eval()
+    quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear},
+                                                       dtype=torch.qint8)
+    ids, mask = padded(len(VOCAB), 3, 20)
+    with torch.no_grad():
+        reference = model(ids, mask).last_hidden_state
+        got = quantized(ids, mask).last_hidden_state
+    assert 0 < max_difference(reference, got, mask) < 0.1

@@ -311,18 +311,23 @@ class MultiHeadAttention(nn.Module):
     # ----------------------------------------------------------------------------- projections
     def project_self(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x W^Q, x W^K, x W^V, (…, d_model) each."""
-        if not self.fuse_qkv:
+        if not self.fuse_qkv or not self._stackable():
             return self.query(hidden_states), self.key(hidden_states), self.value(hidden_states)
         weight, bias = self.fused_projection("qkv")
         return F.linear(hidden_states, weight, bias).chunk(3, dim=-1)
 
     def project_memory(self, key_value_states: Tensor) -> tuple[Tensor, Tensor]:
         """m W^K, m W^V of the encoder output m (cross-attention)."""
-        if not self.fuse_qkv:
+        if not self.fuse_qkv or not self._stackable():
             return self.key(key_value_states), self.value(key_value_states)
         weight, bias = self.fused_projection("kv")
         keys, values = F.linear(key_value_states, weight, bias).chunk(2, dim=-1)
         return keys, values
+
+    def _stackable(self) -> bool:
+        """Plain weight tensors to stack. PyTorch's dynamic int8 quantization swaps the linears
+        for modules whose ``weight`` is a method over packed int8 data: those run one by one."""
+        return isinstance(self.query.weight, Tensor)
 
     def fused_projection(self, which: str = "qkv") -> tuple[Tensor, Tensor | None]:
         """[W^Q; W^K; W^V] (or [W^K; W^V] for ``which="kv"``) and their biases, stacked."""
