@@ -1,8 +1,9 @@
 """Dynamic batching: concurrent requests to one model share one forward pass.
 
 Each request puts its input on the model's bounded queue and awaits a future. One collector task
-per model takes the first waiting input, then keeps taking until ``max_batch_size`` inputs are in
-hand or ``max_wait_ms`` has passed since the first, sorts them by length (so padding is small)
+per model takes every input already waiting (up to ``max_batch_size``); when that is more than
+one, it keeps taking until the batch is full or ``max_wait_ms`` has passed (a lone input runs at
+once: one client does not pay the wait), sorts them by length (so padding is small)
 and runs the batch function *in a worker thread* — the event loop stays free, so ``/health``
 answers while a batch computes. Each input's result (or its own error) goes back to its future.
 
@@ -96,7 +97,12 @@ class DynamicBatcher:
         while True:
             first = await self.queue.get()
             batch = [first]
-            deadline = loop.time() + self.max_wait
+            while len(batch) < self.max_batch_size and not self.queue.empty():
+                batch.append(self.queue.get_nowait())  # everything already waiting
+            # Wait for company only when there is company: a lone request (one client) runs at
+            # once instead of paying max_wait; under load the inputs queued while the previous
+            # batch computed are already here, and the wait tops the batch up.
+            deadline = loop.time() + (self.max_wait if len(batch) > 1 else 0.0)
             while len(batch) < self.max_batch_size:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
