@@ -72,3 +72,31 @@ def interleaved(functions: dict[str, Callable[[], object]], *, rounds: int, warm
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 1024, repeat: int = 10) -> float | None:
+    """GFLOP/s of one square matrix multiply in ``dtype`` (int8: ``torch._int_mm``, int8 × int8
+    → int32, where this build has it on the CPU)."""
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    if dtype == torch.int8:
+        a, b = a.clamp(-3, 3).mul(40).to(torch.int8), b.clamp(-3, 3).mul(40).to(torch.int8)
+        try:
+            def call():
+                return torch._int_mm(a, b)
+            call()
+        except (RuntimeError, AttributeError):
+            return None
+    else:
+        a, b = a.to(dtype), b.to(dtype)
+
+        def call():
+            return a @ b
+    for _ in range(3):
+        call()
+    times = []
+    for _ in range(repeat):
+        begin = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - begin)
+    return 2 * size ** 3 / min(times) / 1e9

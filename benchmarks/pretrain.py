@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, table  # noqa: E402
+from common import machine, matmul_peak, table  # noqa: E402
 
 MINI = dict(vocab_size=30522, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
             intermediate_size=1024, max_position_embeddings=512)
@@ -83,18 +83,6 @@ def make_batches(count: int, batch: int, seq: int, path: Path) -> None:
     torch.save(batches, path)
 
 
-def measure_peak(precision: str) -> float:
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    start, count = time.perf_counter(), 0
-    while time.perf_counter() - start < 1.5:
-        a @ b
-        count += 1
-    return 2 * 1024 ** 3 * count / (time.perf_counter() - start)
-
-
 def build_step(variant: str):
     """The variant's model, optimiser and one training step (a function of a batch returning
     the loss), and the precision it computes in."""
@@ -107,7 +95,6 @@ def build_step(variant: str):
         config = transformers.BertConfig(**MINI)
         config._attn_implementation = "sdpa"
         model = transformers.BertForPreTraining(config)
-        state = model.state_dict()
     else:
         from plmkit.models.bert import BertConfig, BertForPreTraining
 
@@ -216,7 +203,8 @@ def main() -> None:
 
     precisions = ["fp32"] + (["bf16"] if {"plmkit-bf16", "plmkit-auto"} & set(args.variants)
                              else [])
-    peaks = {p: measure_peak(p) for p in precisions}
+    peaks = {p: 1e9 * matmul_peak(torch.bfloat16 if p == "bf16" else torch.float32)
+             for p in precisions}
     print("measured matmul peak: " + ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s"
                                                for p, v in peaks.items()))
     with tempfile.TemporaryDirectory() as tmp:

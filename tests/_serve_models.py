@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from _commands import TINY_RUNS, TEXT
+from _commands import TINY_RUNS
 
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "mat", "log", "a", "red", "good", "bad", "film",
          "was", ".", "paris", "is", "capital", "of", "france", "张", "三", "住", "在", "北", "京",
@@ -55,4 +55,4 @@ def build_models(root: Path) -> dict[str, Path]:
     return folders
 
 
-__all__ = ["TEXT", "VOCAB", "build_models"]
+__all__ = ["VOCAB", "build_models"]

@@ -120,7 +120,7 @@ def export_onnx(folder: str | Path, output: str | Path, *, opset: int = OPSET,
     with atomic_dir(output) as staging:
         graph = staging / (ONNX_FILE if quantize is None else "model-fp32.onnx")
         _export_graph(_Exported(model, task), example_inputs(int(config["vocab_size"])),
-                      graph, outputs, opset)
+                      graph, task, opset)
         quantization = None
         if quantize == "int8":
             quantization = quantize_int8(graph, staging / ONNX_FILE)
@@ -153,13 +153,14 @@ def quantize_int8(source: Path, target: Path) -> dict[str, Any]:
             "kept_fp32": ["embeddings (Gather)", "LayerNorm", "softmax", "GELU", "biases"]}
 
 
-def _export_graph(module: nn.Module, inputs: tuple[Tensor, ...], path: Path,
-                  outputs: tuple[str, ...], opset: int) -> None:
+def _export_graph(module: nn.Module, inputs: tuple[Tensor, ...], path: Path, task: str,
+                  opset: int) -> None:
     """torch.onnx's TorchScript-based exporter, with dynamic batch and sequence axes."""
     import warnings
 
+    outputs = OUTPUTS[task]
     axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
-    per_sequence = getattr(module, "task", "") in ("classify", "pair")  # (batch, labels)
+    per_sequence = task in ("classify", "pair")  # logits (batch, labels)
     for name in outputs:
         axes[name] = {0: "batch"} if per_sequence else {0: "batch", 1: "sequence"}
     with warnings.catch_warnings(), torch.no_grad():

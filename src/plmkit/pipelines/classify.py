@@ -36,20 +36,27 @@ class ClassificationPipeline(FinetunedPipeline):
         results = self.predict_examples(examples)
         return results[0] if single else results
 
-    def predict_examples(self, examples: list[TextExample]) -> list[dict[str, Any]]:
+    def predict_examples(self, examples: list[TextExample], *, all_scores: bool = False
+                         ) -> list[dict[str, Any]]:
+        """``all_scores``: also ``"scores"``, every label's probability (what ``plm serve``'s
+        page draws as bars)."""
         if not examples:
             return []
         with self.no_grad():
             logits = self.task.predict(self.model, self.batches(self.features(examples)))
-        return [self._decode(logits[i]) for i in range(len(examples))]
+        return [self._decode(logits[i], all_scores) for i in range(len(examples))]
 
-    def _decode(self, logits: np.ndarray) -> dict[str, Any]:
+    def _decode(self, logits: np.ndarray, all_scores: bool = False) -> dict[str, Any]:
         if self.settings.regression:
             value = float(logits[0])
-            return {"label": value, "score": value}
+            return {"label": value, "score": value, **({"scores": {}} if all_scores else {})}
         probabilities = _softmax(logits.astype(np.float64))
         best = int(probabilities.argmax())
-        return {"label": self.id2label.get(best, str(best)), "score": float(probabilities[best])}
+        result = {"label": self.id2label.get(best, str(best)), "score": float(probabilities[best])}
+        if all_scores:
+            result["scores"] = {self.id2label.get(i, str(i)): float(p)
+                                for i, p in enumerate(probabilities)}
+        return result
 
     def predict_file(self, path: str | Path) -> list[dict[str, Any]]:
         """One prediction per row, in file order (the label column, if any, is ignored)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,12 +16,15 @@ class EmbeddingPipeline:
     """``pipeline("embed", model=DIR)(["a sentence", ...])`` → (n, hidden) L2-normalised tensor."""
 
     def __init__(self, model: str | Path, *, batch_size: int = 32, max_length: int = 256,
-                 normalize: bool = True, device: str = "cpu") -> None:
+                 normalize: bool = True, device: str = "cpu", encoder: Any = None) -> None:
+        """``encoder``: a BertModel already loaded from ``model`` (e.g. a fill-mask model's
+        ``.bert``), so one folder is not held in memory twice."""
         from plmkit.models.bert import BertModel
         from plmkit.downstream import load_tokenizer
 
         self.tokenizer = load_tokenizer(model)
-        self.model = BertModel.from_pretrained(model).to(device).eval()
+        self.model = (encoder if encoder is not None
+                      else BertModel.from_pretrained(model)).to(device).eval()
         self.batch_size = batch_size
         self.max_length = min(max_length, self.model.config.max_position_embeddings)
         self.normalize = normalize

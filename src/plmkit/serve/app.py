@@ -187,7 +187,9 @@ def create_app(models: Mapping[str, ServedModel], settings: ServeSettings | None
                                 f"{settings.max_items}", field)
         limit = min(model.max_length, settings.max_length or model.max_length)
         for index, text in enumerate(texts):
-            if len(text) > 40 * limit or model.count_tokens(text) > limit:
+            # A word piece covers at least one character, so a text of at most limit - 3
+            # characters fits ([CLS], [SEP], [SEP]) without being tokenised here a second time.
+            if len(text) + 3 > limit and model.count_tokens(text) > limit:
                 raise ApiError(422, f"input is longer than {limit} tokens",
                                f"{field}[{index}]" if len(texts) > 1 or field.endswith("s")
                                else field)
@@ -328,44 +330,53 @@ def create_app(models: Mapping[str, ServedModel], settings: ServeSettings | None
             raise ApiError(422, exc.message, exc.field) from None
         except TypeError as exc:
             raise ApiError(422, f"invalid generation settings: {exc}") from None
-        queue: asyncio.Queue = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-
-        def produce() -> None:
-            try:
-                with model.lock:
-                    for piece in pieces:
-                        loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
-                loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
-            except Exception as exc:  # noqa: BLE001 - reported in the stream
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", str(exc)))
-
-        threading.Thread(target=produce, daemon=True, name="plm-generate").start()
+        produced = _produce_in_thread(pieces, model.lock)
+        if not body.stream:
+            text = []
+            async for kind, value in produced:
+                if kind == "error":
+                    raise ApiError(500, value)
+                text.append(value)
+            return {"model": name, "text": "".join(text)}
 
         async def events() -> AsyncIterator[str]:
-            while True:
-                kind, value = await queue.get()
-                if kind == "piece":
-                    yield f"data: {json.dumps({'text': value}, ensure_ascii=False)}\n\n"
-                elif kind == "error":
+            async for kind, value in produced:
+                if kind == "error":
                     yield f"event: error\ndata: {json.dumps({'message': value})}\n\n"
                     return
-                else:
-                    yield "event: done\ndata: {}\n\n"
-                    return
+                yield f"data: {json.dumps({'text': value}, ensure_ascii=False)}\n\n"
+            yield "event: done\ndata: {}\n\n"
 
-        if body.stream:
-            return StreamingResponse(events(), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        text = []
-        async for event in events():
-            if event.startswith("data: ") and not event.startswith("data: {}"):
-                text.append(json.loads(event[6:])["text"])
-            elif event.startswith("event: error"):
-                raise ApiError(500, json.loads(event.split("data: ", 1)[1])["message"])
-        return {"model": name, "text": "".join(text)}
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+async def _produce_in_thread(pieces: Any, lock: threading.Lock
+                             ) -> AsyncIterator[tuple[str, str]]:
+    """The generator ``pieces`` run in a thread of its own (the event loop stays free), as
+    ("piece", text) items, or one ("error", message) that ends them."""
+    queue: asyncio.Queue = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    def produce() -> None:
+        try:
+            with lock:
+                for piece in pieces:
+                    loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
+            loop.call_soon_threadsafe(queue.put_nowait, ("done", ""))
+        except Exception as exc:  # noqa: BLE001 - reported to the client
+            loop.call_soon_threadsafe(queue.put_nowait, ("error", str(exc)))
+
+    threading.Thread(target=produce, daemon=True, name="plm-generate").start()
+    while True:
+        kind, value = await queue.get()
+        if kind == "done":
+            return
+        yield kind, value
+        if kind == "error":
+            return
 
 
 def _length(item: Any) -> int:

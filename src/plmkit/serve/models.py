@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from plmkit.errors import PlmError
@@ -137,34 +136,22 @@ def _attention_function(encoder: Any, tokenizer: Any, limit: int
 
 
 def _bert_encoder(served: ServedModel, kind: str) -> None:
-    from plmkit.downstream import load_tokenizer
-    from plmkit.models.attention import masked_mean
-    from plmkit.models.bert import BertModel
+    from plmkit.pipelines.embed import EmbeddingPipeline
 
-    tokenizer = load_tokenizer(served.folder)
-    served.tokenizer = tokenizer
+    encoder = None
     if kind == "fill-mask":
         from plmkit.pipelines.fill_mask import FillMaskPipeline
 
         pipe = FillMaskPipeline(served.folder)
         encoder = pipe.model.bert
         served.batch_functions["fill-mask"] = lambda items: _fill_mask(pipe, items)
-    else:
-        encoder = BertModel.from_pretrained(served.folder).eval()
-    served.max_length = encoder.config.max_position_embeddings
-
-    def embed(items: list[str]) -> list[list[float]]:
-        encodings = tokenizer.encode_batch(items, max_length=served.max_length,
-                                           padding="longest")
-        ids = torch.tensor([e.ids for e in encodings])
-        mask = torch.tensor([e.attention_mask for e in encodings])
-        with torch.no_grad():
-            states = encoder(ids, attention_mask=mask).last_hidden_state
-        pooled = torch.nn.functional.normalize(masked_mean(states, mask), dim=-1)
-        return pooled.tolist()
-
-    served.batch_functions["embed"] = embed
-    served.batch_functions["attention"] = _attention_function(encoder, tokenizer,
+    embedding = EmbeddingPipeline(served.folder, encoder=encoder, max_length=1 << 30,
+                                  batch_size=1 << 30)  # the batcher sizes the batches
+    served.tokenizer = embedding.tokenizer
+    served.max_length = embedding.max_length  # the model's own limit
+    served.batch_functions["embed"] = lambda items: embedding(list(items)).tolist()
+    served.batch_functions["attention"] = _attention_function(embedding.model,
+                                                              embedding.tokenizer,
                                                               served.max_length)
 
 
@@ -177,11 +164,6 @@ def _fill_mask(pipe: Any, items: list[dict[str, Any]]) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------- fine-tuned heads
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max())
-    return shifted / shifted.sum()
-
-
 def _finetuned(served: ServedModel, kind: str) -> None:
     from plmkit.data.tasks import TextExample
     from plmkit.data.tasks_qa import QAExample
@@ -195,25 +177,8 @@ def _finetuned(served: ServedModel, kind: str) -> None:
                                                               served.max_length)
     if kind in ("classify", "pair"):
         def classify(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            examples = [TextExample(item["text"], item.get("text_pair"))
-                        if item.get("text_pair") is not None else TextExample(item["text"])
-                        for item in items]
-            with torch.no_grad():
-                logits = pipe.task.predict(pipe.model, pipe.batches(pipe.features(examples)))
-            results = []
-            for index in range(len(items)):
-                row = logits[index].astype(np.float64)
-                if pipe.settings.regression:
-                    results.append({"label": float(row[0]), "score": float(row[0]),
-                                    "scores": {}})
-                    continue
-                probabilities = _softmax(row)
-                labels = {pipe.id2label.get(i, str(i)): float(p)
-                          for i, p in enumerate(probabilities)}
-                best = int(probabilities.argmax())
-                results.append({"label": pipe.id2label.get(best, str(best)),
-                                "score": float(probabilities[best]), "scores": labels})
-            return results
+            examples = [TextExample(item["text"], item.get("text_pair")) for item in items]
+            return pipe.predict_examples(examples, all_scores=True)
 
         served.batch_functions["classify"] = classify
     elif kind == "tag":
