@@ -107,7 +107,8 @@ def evaluation_rows(tokenizer, documents: list[list[str]]) -> dict[str, torch.Te
 # ----------------------------------------------------------------------------- the sides
 def run_side(side: str, args: argparse.Namespace, paths: dict[str, Path], steps: int,
              save_every: int) -> dict:
-    output = args.work / side
+    # one folder per side and budget, so a 60-minute run keeps the 15-minute one's checkpoints
+    output = args.work / f"{side}-{args.minutes:g}min"
     if output.exists():
         import shutil
 

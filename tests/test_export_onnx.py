@@ -204,3 +204,77 @@ def test_pytorch_dynamic_int8_runs_our_encoder(one_thread):
         reference = model(ids, mask).last_hidden_state
         got = quantized(ids, mask).last_hidden_state
     assert 0 < max_difference(reference, got, mask) < 0.1
+
+
+def test_export_check_writes_what_each_deployment_path_costs(tmp_path, one_thread, capsys):
+    """``--check DATA`` scores fp32 PyTorch, the int8 export and PyTorch's dynamic int8 on the
+    same labelled rows, and each path's cost is fp32 minus it, in points."""
+    source = fine_tuned(tmp_path / "model", BertForSequenceClassification,
+                        id2label={0: "neg", 1: "pos"})
+    rows = [("the film was good .", "pos"), ("a bad film .", "neg"), ("red dog ran", "pos"),
+            ("the cat sat on the log", "neg"), ("a good dog", "pos"), ("bad mat", "neg")]
+    data = tmp_path / "dev.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows))
+    assert main(["export", str(source), "--format", "onnx", "--quantize", "int8", "--check",
+                 str(data), "--output", str(tmp_path / "int8")]) == 0
+    assert "points lost" in capsys.readouterr().out
+    results = json.loads((tmp_path / "int8" / "results.json").read_text())
+    assert results["metric"] == "accuracy" and results["task"] == "classify"
+    assert set(results["runs"]) == {"torch fp32", "onnx int8", "torch-int8"}
+    from plmkit.downstream import evaluate_checkpoint
+
+    reference = evaluate_checkpoint(source, data, device="cpu")["accuracy"]
+    assert results["runs"]["torch fp32"]["accuracy"] == pytest.approx(reference)
+    for name, cost in results["cost_points"].items():
+        assert cost == pytest.approx(100 * (reference - results["runs"][name]["accuracy"]))
+    # the checked export still runs like any other
+    onnx = evaluate_checkpoint(tmp_path / "int8", data, runtime="onnx")["accuracy"]
+    assert onnx == pytest.approx(results["runs"]["onnx int8"]["accuracy"])
+
+
+def test_check_is_refused_for_a_bare_encoder_and_for_the_hf_format(tmp_path, capsys):
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=64)).save_pretrained(tmp_path / "encoder")
+    (tmp_path / "encoder" / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    data = tmp_path / "dev.tsv"
+    data.write_text("text\tlabel\nthe film\tpos\n")
+    for argv, says in (([("--format"), "onnx"], "bare encoder"), ((["--format", "hf"]), "--check")):
+        capsys.readouterr()
+        assert main(["export", str(tmp_path / "encoder"), *argv, "--check", str(data),
+                     "--output", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err, err
+        assert not (tmp_path / "x").exists()
+
+
+def test_runtime_torch_int8_predicts_like_fp32_through_the_cli(tmp_path, one_thread):
+    """``--runtime torch-int8`` quantizes the encoder's linears only (the head stays fp32) and
+    writes the same kind of file; on a clear-cut model the labels agree."""
+    from plmkit.downstream import load_finetuned, load_settings
+    from plmkit.export.runtime import dynamic_int8
+
+    source = fine_tuned(tmp_path / "model", BertForSequenceClassification,
+                        id2label={0: "neg", 1: "pos"})
+    model = load_finetuned(source, load_settings(source), "torch-int8")
+    kinds = {type(m).__module__ for m in model.bert.modules()}
+    assert any("quantized" in k for k in kinds)
+    assert type(model.classifier) is torch.nn.Linear  # the head is left in fp32
+    reference = load_finetuned(source, load_settings(source))
+    assert type(reference.bert.encoder.layer[0].attention.self.query) is torch.nn.Linear, \
+        "dynamic_int8 must leave the model it was given alone"
+    ids, mask = padded(len(VOCAB), 3, 20)
+    with torch.no_grad():
+        full, small = reference(ids, mask).logits, model(ids, mask).logits
+    assert 0 < float((full - small).abs().max()) < 0.1 * float(full.abs().max())
+    assert dynamic_int8(reference) is not reference
+    data = tmp_path / "rows.txt"
+    data.write_text("the film was good .\na bad film .\nred dog ran\n")
+    for runtime in ("torch", "torch-int8"):
+        assert main(["predict", "--model", str(source), "--input", str(data), "--runtime",
+                     runtime, "--output", str(tmp_path / f"{runtime}.jsonl")]) == 0
+    first, second = ([json.loads(line) for line in (tmp_path / f"{r}.jsonl").read_text()
+                      .splitlines()] for r in ("torch", "torch-int8"))
+    assert len(first) == len(second) == 3
+    assert all(abs(a["score"] - b["score"]) < 0.2 for a, b in zip(first, second))

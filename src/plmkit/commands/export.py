@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quantize", choices=("int8",), default=None,
                         help="onnx: int8 weights for the linear layers (ONNX Runtime's dynamic "
                              "quantization; embeddings and norms stay fp32)")
+    parser.add_argument("--check", default=None, metavar="DATA",
+                        help="onnx: labelled data (a file or NAME:SPLIT, e.g. polarity:dev) "
+                             "scored with the checkpoint and with the export (and, with "
+                             "--quantize int8, PyTorch's dynamic int8); metrics and the cost in "
+                             "points go into the export's results.json")
     parser.add_argument("--output", required=True, help="new folder to write")
     parser.set_defaults(func=run, output_kind="folder")
 
@@ -57,13 +62,29 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "onnx":
         from plmkit.export.onnx import OPSET, export_onnx
 
-        export_onnx(model, output, opset=args.opset or OPSET, quantize=args.quantize)
+        export_onnx(model, output, opset=args.opset or OPSET, quantize=args.quantize,
+                    check=args.check)
         print(f"plmkit: {output / 'model.onnx'} written (ONNX opset {args.opset or OPSET}); run "
               f"it with plm predict --runtime onnx --model {output}")
+        if args.check:
+            _print_check(output / "results.json")
         return 0
-    if args.opset is not None or args.quantize is not None:
-        raise PlmError("--opset and --quantize apply to --format onnx only",
-                       field="opset" if args.opset is not None else "quantize")
+    for flag in ("opset", "quantize", "check"):
+        if getattr(args, flag) is not None:
+            raise PlmError("--opset, --quantize and --check apply to --format onnx only",
+                           field=flag)
     to_hugging_face(model, output)
     print(f"plmkit: {output} written for Hugging Face (format {args.format})")
     return 0
+
+
+def _print_check(path: Path) -> None:
+    import json
+
+    results = json.loads(path.read_text())
+    metric = results["metric"]
+    for name, values in results["runs"].items():
+        cost = results["cost_points"].get(name)
+        tail = "" if cost is None else f"  ({cost:+.2f} points lost)"
+        print(f"  {name:12s} {metric} {values[metric]:.4f}{tail}")
+    print(f"plmkit: scores on {results['data']} written to {path}")

@@ -111,8 +111,16 @@ def _register_evaluate(subparsers) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", default=None, help="also write the metrics to this JSON")
+    _add_runtime_flag(parser)
     _add_reading_flags(parser, defaults=False)
     parser.set_defaults(func=run_evaluate)
+
+
+def _add_runtime_flag(parser) -> None:
+    parser.add_argument("--runtime", choices=("torch", "torch-int8", "onnx"), default="torch",
+                        help="torch (default); torch-int8: the encoder's linears in PyTorch's "
+                             "dynamic int8 (CPU); onnx: a folder written by plm export --format "
+                             "onnx, run by ONNX Runtime (same outputs)")
 
 
 def _register_predict(subparsers) -> None:
@@ -135,9 +143,7 @@ def _register_predict(subparsers) -> None:
                         help="qa: also write each question's id and the answer's character span")
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                        help="torch (default), or onnx for a folder written by plm export "
-                             "--format onnx (run by ONNX Runtime; same outputs)")
+    _add_runtime_flag(parser)
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (there is none either when stderr is not a terminal)")
     _add_reading_flags(parser, defaults=False)
@@ -231,6 +237,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     metrics = evaluate_checkpoint(args.model, args.data, task=_task_name(args.task),
                                   batch_size=args.batch_size, device=args.device,
+                                  runtime=args.runtime,
                                   **_reading_overrides(args))
     for key, value in metrics.items():
         print(f"{key:24s} {value:.4f}" if isinstance(value, float) else f"{key:24s} {value}")

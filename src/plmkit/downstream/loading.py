@@ -82,8 +82,10 @@ def load_finetuned(folder: str | Path, settings: TaskSettings, runtime: str = "t
                    ) -> nn.Module:
     """A fine-tuned model for prediction: every weight, the head included, must be there.
     ``runtime="onnx"``: the folder is a ``plm export --format onnx`` folder, run by ONNX Runtime
-    behind the same call (:class:`plmkit.export.runtime.OnnxModel`)."""
-    from plmkit.export.runtime import OnnxModel, check_runtime
+    behind the same call (:class:`plmkit.export.runtime.OnnxModel`). ``runtime="torch-int8"``:
+    the PyTorch checkpoint with its encoder's linears in dynamic int8
+    (:func:`plmkit.export.runtime.dynamic_int8`), for CPU inference."""
+    from plmkit.export.runtime import OnnxModel, check_runtime, dynamic_int8
 
     check_runtime(folder, runtime)
     if runtime == "onnx":
@@ -94,11 +96,12 @@ def load_finetuned(folder: str | Path, settings: TaskSettings, runtime: str = "t
         return model  # type: ignore[return-value]
     cls = ARCHITECTURES[settings.task]
     try:
-        return cls.from_pretrained(folder, strict_head=True)
+        model = cls.from_pretrained(folder, strict_head=True)
     except PlmError as exc:
         raise PlmError(f"{exc.message} (is this a fine-tuned {settings.task} checkpoint?)",
                        path=exc.path or folder, line=exc.line,
                        field=exc.field) from None
+    return dynamic_int8(model) if runtime == "torch-int8" else model
 
 
 __all__ = ["ARCHITECTURES", "HEAD_PREFIXES", "build_model", "load_finetuned", "load_tokenizer"]

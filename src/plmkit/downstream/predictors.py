@@ -66,13 +66,14 @@ class ClassificationPredictor:
         losses = []
         for batch in batches:
             out = forward(model, batch, labels=batch["labels"])
-            losses.append((float(out.loss), len(batch["labels"])))
+            if out.loss is not None:  # an ONNX export returns the logits only
+                losses.append((float(out.loss), len(batch["labels"])))
             for index, row, label in zip(batch["example_index"].tolist(),
                                          out.logits.float().cpu().numpy(),
                                          batch["labels"].tolist()):
                 logits[index], gold[index] = row, label
         order = sorted(gold)
-        metrics: dict[str, float] = {"loss": mean_loss(losses)}
+        metrics: dict[str, float] = {"loss": mean_loss(losses)} if losses else {}
         if self.regression:
             metrics.update(regression_metrics([float(logits[i][0]) for i in order],
                                               [gold[i] for i in order]))
@@ -124,10 +125,10 @@ class TaggingPredictor:
         for batch in batches:
             labels = batch.get("labels")
             out = forward(model, batch, labels=labels)
-            if labels is not None:
+            if labels is not None and out.loss is not None:  # ONNX: logits only
                 losses.append((float(out.loss), int((labels != -100).sum())))
             self._collect(out.logits, batch, found)
-        metrics: dict[str, float] = {"loss": mean_loss(losses)}
+        metrics: dict[str, float] = {"loss": mean_loss(losses)} if losses else {}
         if self.references is None:
             return metrics
         predicted = [self.decode(found, i, len(tags)) for i, tags in enumerate(self.references)]
@@ -201,14 +202,17 @@ def make_predictor(settings: TaskSettings, model: nn.Module, data: TaskData | No
 
 
 def evaluate_checkpoint(folder: str | Path, data: str | Path, *, task: str | None = None,
-                        batch_size: int = 64, device: str = "auto",
+                        batch_size: int = 64, device: str = "auto", runtime: str = "torch",
                         **overrides: Any) -> dict[str, float]:
-    """Score a fine-tuned checkpoint on a labelled file with the checkpoint's own label set."""
+    """Score a fine-tuned checkpoint on a labelled file with the checkpoint's own label set.
+    ``runtime``: ``"torch"``, ``"torch-int8"`` (CPU) or ``"onnx"`` for an exported folder."""
     folder = Path(folder)
     if task is not None:
         overrides["task"] = canonical_task(task)
     settings = load_settings(folder, **overrides)
-    model = load_finetuned(folder, settings)
+    model = load_finetuned(folder, settings, runtime)
+    if runtime != "torch":
+        device = "cpu"
     settings = settings.resolved(model.config.max_position_embeddings)
     tokenizer = load_tokenizer(folder)
     examples = read_examples(settings, data)

@@ -102,10 +102,12 @@ QUANTIZATIONS = ("int8",)
 
 
 def export_onnx(folder: str | Path, output: str | Path, *, opset: int = OPSET,
-                quantize: str | None = None) -> Path:
+                quantize: str | None = None, check: str | Path | None = None) -> Path:
     """Export the checkpoint ``folder`` to ``output`` (a new folder, written whole or not at
     all). ``quantize="int8"``: the linear layers' weights in int8 (:func:`quantize_int8`).
-    Returns ``output``."""
+    ``check``: labelled data (a file or ``NAME:SPLIT``) scored with the PyTorch checkpoint and
+    with the export, and with int8 also PyTorch's dynamic int8; the metrics and what the export
+    costs in points go into ``results.json`` (:func:`accuracy_check`). Returns ``output``."""
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise PlmError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}",
                        field="quantize")
@@ -114,6 +116,9 @@ def export_onnx(folder: str | Path, output: str | Path, *, opset: int = OPSET,
         raise PlmError("this folder is already an ONNX export; export the PyTorch checkpoint "
                        "it came from", path=folder)
     task = checkpoint_task(folder)
+    if check is not None and task == "encoder":
+        raise PlmError("--check scores a fine-tuned head on labelled data; this checkpoint is a "
+                       "bare encoder", path=folder, field="check")
     model = load_for_export(folder, task)
     config = read_checkpoint_config(folder)
     outputs = OUTPUTS[task]
@@ -132,7 +137,41 @@ def export_onnx(folder: str | Path, output: str | Path, *, opset: int = OPSET,
                             "inputs": list(INPUTS), "outputs": list(outputs),
                             "quantization": quantization, "source": str(folder)}
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        if check is not None:
+            results = accuracy_check(folder, staging, check, quantized=quantize is not None)
+            (staging / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return output
+
+
+def headline_metric(task: str, metrics: dict[str, float]) -> tuple[str, float]:
+    """The metric a family is judged by, and its scale to points (0-100)."""
+    if task == "qa":
+        return "f1", 1.0  # SQuAD's script already reports percent
+    if task == "tag":
+        return "f1", 100.0
+    return ("accuracy", 100.0) if "accuracy" in metrics else ("pearson", 100.0)
+
+
+def accuracy_check(source: Path, exported: Path, data: str | Path, *,
+                   quantized: bool) -> dict[str, Any]:
+    """Score the same labelled data with the PyTorch checkpoint (fp32), with the ONNX export and,
+    for an int8 export, with PyTorch's dynamic int8 as well, so the cost of each deployment path is
+    a number beside the model. ``cost_points`` is fp32 minus the path, in points of the task's
+    headline metric (accuracy, entity F1, SQuAD F1)."""
+    from plmkit.downstream import evaluate_checkpoint
+    from plmkit.downstream.settings import load_settings
+
+    task = load_settings(source).task
+    runs = {"torch fp32": evaluate_checkpoint(source, data, device="cpu")}
+    runs["onnx int8" if quantized else "onnx fp32"] = evaluate_checkpoint(exported, data,
+                                                                        runtime="onnx")
+    if quantized:
+        runs["torch-int8"] = evaluate_checkpoint(source, data, runtime="torch-int8")
+    metric, scale = headline_metric(task, runs["torch fp32"])
+    reference = runs["torch fp32"][metric]
+    return {"data": str(data), "task": task, "metric": metric, "runs": runs,
+            "cost_points": {name: round(scale * (reference - values[metric]), 4)
+                            for name, values in runs.items() if name != "torch fp32"}}
 
 
 def quantize_int8(source: Path, target: Path) -> dict[str, Any]:
@@ -186,4 +225,4 @@ def read_export(folder: str | Path) -> dict[str, Any]:
     return export
 
 
-__all__ = ["ONNX_FILE", "OPSET", "OUTPUTS", "QUANTIZATIONS", "quantize_int8", "checkpoint_task", "export_onnx", "read_export"]
+__all__ = ["accuracy_check", "headline_metric", "ONNX_FILE", "OPSET", "OUTPUTS", "QUANTIZATIONS", "quantize_int8", "checkpoint_task", "export_onnx", "read_export"]

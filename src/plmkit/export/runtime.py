@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from plmkit.errors import PlmError
 from plmkit.export.onnx import ONNX_FILE, read_export
 from plmkit.models.bert import BertConfig, BertModelOutput, TaskOutput
 
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("torch", "torch-int8", "onnx")
 
 
 def _session(path: Path, threads: int | None) -> Any:
@@ -85,9 +85,31 @@ class OnnxModel:
         return TaskOutput(None, logits=values[0])
 
 
+def dynamic_int8(model: nn.Module) -> nn.Module:
+    """``model`` with PyTorch's dynamic int8 quantization of the encoder's linear layers: int8
+    weights per output channel, activations quantized per batch as they come (fbgemm's VNNI
+    kernels). The task head (classifier, span or tag projection) stays fp32: it is a sliver of the
+    time and the last layer before the decision, where rounding would show first. Returns a new
+    module; ``model`` is left as it is."""
+    import copy
+    import warnings
+
+    quantized = copy.deepcopy(model).eval()
+    encoder = getattr(quantized, "bert", quantized)
+    with warnings.catch_warnings():  # torch.ao's notice that the API is moving to torchao
+        warnings.simplefilter("ignore")
+        torch.ao.quantization.quantize_dynamic(encoder, {nn.Linear}, dtype=torch.qint8,
+                                               inplace=True)
+    for module in encoder.modules():  # stacked-projection copies of the fp32 weights
+        stacked = getattr(module, "_stacked", None)
+        if stacked is not None and hasattr(stacked, "clear"):
+            stacked.clear()
+    return quantized
+
+
 def check_runtime(folder: str | Path, runtime: str) -> None:
-    """A PyTorch folder for ``--runtime onnx`` or an ONNX folder for ``--runtime torch``: one
-    line naming the folder and what it holds."""
+    """A PyTorch folder for ``--runtime onnx`` or an ONNX folder for ``--runtime torch`` (or
+    ``torch-int8``): one line naming the folder and what it holds."""
     folder = Path(folder)
     if runtime not in RUNTIMES:
         raise PlmError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}",
@@ -95,8 +117,8 @@ def check_runtime(folder: str | Path, runtime: str) -> None:
     if runtime == "onnx":
         read_export(folder)
     elif (folder / ONNX_FILE).is_file() and not (folder / "model.safetensors").is_file():
-        raise PlmError("this folder is an ONNX export (model.onnx, no model.safetensors): "
-                       "use --runtime onnx", path=folder)
+        raise PlmError(f"this folder is an ONNX export (model.onnx, no model.safetensors): "
+                       f"use --runtime onnx, not {runtime}", path=folder)
 
 
-__all__ = ["OnnxModel", "RUNTIMES", "check_runtime"]
+__all__ = ["OnnxModel", "RUNTIMES", "check_runtime", "dynamic_int8"]

@@ -350,6 +350,10 @@ class StackedProjection:
     def __init__(self) -> None:
         self._kept: dict[str, tuple[tuple[int, ...], Tensor, Tensor | None]] = {}
 
+    def clear(self) -> None:
+        """Drop the kept copies (e.g. once the linears are replaced by quantized ones)."""
+        self._kept.clear()
+
     def get(self, which: str, parts: tuple[nn.Linear, ...]) -> tuple[Tensor, Tensor | None]:
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             self._kept.pop(which, None)

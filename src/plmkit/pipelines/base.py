@@ -22,7 +22,8 @@ class FinetunedPipeline:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``.
         batch_size: inputs per forward pass.
         progress: draw a progress bar on stderr while predicting (long files).
-        runtime: ``"torch"`` (default) or ``"onnx"`` for a ``plm export --format onnx`` folder.
+        runtime: ``"torch"`` (default), ``"torch-int8"`` (the encoder's linears in PyTorch's
+            dynamic int8; CPU) or ``"onnx"`` for a ``plm export --format onnx`` folder.
         settings: overrides of the checkpoint's task settings (e.g. ``max_length=256``).
     """
 
@@ -42,6 +43,9 @@ class FinetunedPipeline:
         self.settings: TaskSettings = loaded.resolved(self.model.config.max_position_embeddings)
         self.tokenizer = load_tokenizer(self.folder)
         self.device = resolve_device(device)
+        if runtime != "torch" and self.device.type != "cpu":
+            raise PlmError(f"runtime {runtime!r} runs on the CPU, not {self.device}",
+                           field="device")
         self.model.to(self.device).eval()
         self.batch_size = batch_size
         self.progress = progress
