@@ -219,3 +219,29 @@ def test_bert_and_gpt_share_the_mixins_initialisation_and_gpt_scales_its_residua
     assert abs(block.mlp.c_fc.weight.std().item() - 0.02) < 0.002
     assert torch.count_nonzero(block.attn.c_attn.bias) == 0
     assert gpt.lm_head.weight is gpt.transformer.wte.weight
+
+
+def test_attention_weights_equal_hugging_faces(hf_folder):
+    """``output_attentions`` gives every block's causal attention weights, as GPT-2 in HF does
+    (its eager path forms them; so does ours only when asked), with padding on the left."""
+    reference = transformers.GPT2LMHeadModel.from_pretrained(
+        hf_folder, attn_implementation="eager").eval()
+    model = ours.GPTLMHeadModel.from_pretrained(hf_folder).eval()
+    tokens = ids(2, 9)
+    mask = torch.ones_like(tokens)
+    mask[1, :3] = 0
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        theirs = reference(tokens, attention_mask=mask, position_ids=positions,
+                           output_attentions=True).attentions
+        out = model(tokens, mask, position_ids=positions, output_attentions=True)
+        plain = model(tokens, mask, position_ids=positions)
+    assert len(out.attentions) == TINY["n_layer"] and plain.attentions is None
+    torch.testing.assert_close(out.logits, plain.logits, atol=1e-5, rtol=1e-5)
+    for mine, hers in zip(out.attentions, theirs):
+        assert mine.shape == (2, TINY["n_head"], 9, 9)
+        real = mask.bool()
+        for row in range(2):  # padded query rows are never read
+            torch.testing.assert_close(mine[row][:, real[row]], hers[row][:, real[row]],
+                                       atol=1e-5, rtol=1e-4)
+        assert torch.all(mine[0].triu(1) == 0)  # nothing looks ahead

@@ -479,3 +479,28 @@ def test_paper_optimiser_is_adam_098_and_noam_warmup():
     assert rate(3999) == pytest.approx(512 ** -0.5 * 4000 ** -0.5)
     assert rate(999) == pytest.approx(rate(3999) / 4)
     assert rate(15999) == pytest.approx(rate(3999) / 2)
+
+
+def test_output_attentions_gives_each_kind_per_layer_and_changes_nothing():
+    model = tiny_model()
+    input_ids, attention_mask = source_batch()
+    targets = torch.randint(4, VOCAB, (3, 5), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        plain = model(input_ids, attention_mask, decoder_input_ids=targets)
+        out = model(input_ids, attention_mask, decoder_input_ids=targets, output_attentions=True)
+    torch.testing.assert_close(out.logits, plain.logits, atol=1e-5, rtol=1e-5)
+    assert plain.cross_attentions is None
+    config = model.config
+    heads = config.num_heads
+    assert [a.shape for a in out.encoder_attentions] == [(3, heads, 7, 7)] * \
+        config.num_encoder_layers
+    assert [a.shape for a in out.decoder_attentions] == [(3, heads, 5, 5)] * \
+        config.num_decoder_layers
+    assert [a.shape for a in out.cross_attentions] == [(3, heads, 5, 7)] * \
+        config.num_decoder_layers
+    for weights in (*out.encoder_attentions, *out.decoder_attentions, *out.cross_attentions):
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+    padding = ~attention_mask.bool()
+    for weights in out.cross_attentions:  # no target token looks at source padding
+        assert float(weights.masked_select(padding[:, None, None, :]).abs().max()) < 1e-6
+    assert all(torch.all(w.triu(1) == 0) for w in out.decoder_attentions)  # causal

@@ -165,6 +165,7 @@ class GPTModelOutput:
     last_hidden_state: Tensor
     past_key_values: list[KeyValueCache] | None = None
     hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None  # per block: (batch, heads, query, key)
 
 
 @dataclass
@@ -176,6 +177,7 @@ class CausalLMOutput:
     past_key_values: list[KeyValueCache] | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     last_hidden_state: Tensor | None = None
+    attentions: tuple[Tensor, ...] | None = None
 
 
 @dataclass
@@ -245,12 +247,18 @@ class GPTAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, hidden_states: Tensor, bias: Tensor | None, is_causal: bool,
-                cache: KeyValueCache | None = None) -> Tensor:
+                cache: KeyValueCache | None = None,
+                probabilities: list[Tensor] | None = None) -> Tensor:
+        """``probabilities``: a list to append this layer's attention weights to (what the
+        attention explorer draws); the fused kernel, which never forms them, runs otherwise."""
         queries, keys, values = heads_of_self_attention(
             *self.c_attn(hidden_states).split(self.n_embd, dim=2), self.n_head, cache)
-        context, _ = scaled_dot_product_attention(
+        context, weights = scaled_dot_product_attention(
             queries, keys, values, bias, is_causal=is_causal,
-            dropout=self.attn_pdrop if self.training else 0.0)
+            dropout=self.attn_pdrop if self.training else 0.0,
+            return_probabilities=probabilities is not None)
+        if probabilities is not None:
+            probabilities.append(weights)
         return self.resid_dropout(self.c_proj(merge_heads(context)))
 
 
@@ -279,8 +287,10 @@ class GPTBlock(nn.Module):
         self.mlp = GPTMLP(config)
 
     def forward(self, hidden_states: Tensor, bias: Tensor | None, is_causal: bool,
-                cache: KeyValueCache | None = None) -> Tensor:
-        hidden_states = hidden_states + self.attn(self.ln_1(hidden_states), bias, is_causal, cache)
+                cache: KeyValueCache | None = None,
+                probabilities: list[Tensor] | None = None) -> Tensor:
+        hidden_states = hidden_states + self.attn(self.ln_1(hidden_states), bias, is_causal, cache,
+                                                  probabilities)
         return hidden_states + self.mlp(self.ln_2(hidden_states))
 
 
@@ -371,7 +381,8 @@ class GPTModel(GPTPreTrainedModel):
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 position_ids: Tensor | None = None, token_type_ids: Tensor | None = None, *,
                 past_key_values: list[KeyValueCache] | None = None, use_cache: bool = False,
-                output_hidden_states: bool = False) -> GPTModelOutput:
+                output_hidden_states: bool = False,
+                output_attentions: bool = False) -> GPTModelOutput:
         """Run the stack over ``input_ids`` (batch, length).
 
         ``attention_mask`` (batch, past + length) marks real tokens with 1 and padding with 0.
@@ -396,14 +407,16 @@ class GPTModel(GPTPreTrainedModel):
         if caches is None and use_cache:
             caches = self.new_cache()
         all_states: tuple[Tensor, ...] | None = (hidden,) if output_hidden_states else None
+        attentions: list[Tensor] | None = [] if output_attentions else None
         for index, block in enumerate(self.h):
-            hidden = block(hidden, bias, is_causal, caches[index] if caches else None)
+            hidden = block(hidden, bias, is_causal, caches[index] if caches else None, attentions)
             if all_states is not None:
                 all_states += (hidden,)
         hidden = self.ln_f(hidden)
         if all_states is not None:  # HF's last entry is after ln_f
             all_states = all_states[:-1] + (hidden,)
-        return GPTModelOutput(hidden, caches, all_states)
+        return GPTModelOutput(hidden, caches, all_states,
+                              tuple(attentions) if attentions is not None else None)
 
 
 def causal_lm_loss(logits: Tensor, labels: Tensor | None = None,
@@ -444,11 +457,13 @@ class GPTLMHeadModel(GPTPreTrainedModel):
                 labels: Tensor | None = None, *, shift_labels: Tensor | None = None,
                 position_ids: Tensor | None = None, token_type_ids: Tensor | None = None,
                 past_key_values: list[KeyValueCache] | None = None, use_cache: bool = False,
-                output_hidden_states: bool = False, logits_to_keep: int = 0) -> CausalLMOutput:
+                output_hidden_states: bool = False, output_attentions: bool = False,
+                logits_to_keep: int = 0) -> CausalLMOutput:
         """Logits of the next token at every position (or the last ``logits_to_keep``)."""
         out = self.transformer(input_ids, attention_mask, position_ids, token_type_ids,
                                past_key_values=past_key_values, use_cache=use_cache,
-                               output_hidden_states=output_hidden_states)
+                               output_hidden_states=output_hidden_states,
+                               output_attentions=output_attentions)
         states = out.last_hidden_state
         if logits_to_keep:
             states = states[:, -logits_to_keep:]
@@ -457,7 +472,7 @@ class GPTLMHeadModel(GPTPreTrainedModel):
         if labels is not None or shift_labels is not None:
             loss = causal_lm_loss(logits, labels, shift_labels)
         return CausalLMOutput(loss, logits, out.past_key_values, out.hidden_states,
-                              out.last_hidden_state)
+                              out.last_hidden_state, out.attentions)
 
 
 def last_token_index(input_ids: Tensor, attention_mask: Tensor | None,

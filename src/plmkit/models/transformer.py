@@ -143,6 +143,10 @@ class Seq2SeqOutput:
     logits: Tensor
     nll_loss: Tensor | None = None
     encoder_last_hidden_state: Tensor | None = None
+    # with ``output_attentions``: per layer (batch, heads, query, key), as Hugging Face names them
+    encoder_attentions: tuple[Tensor, ...] | None = None
+    decoder_attentions: tuple[Tensor, ...] | None = None
+    cross_attentions: tuple[Tensor, ...] | None = None
 
 
 @dataclass
@@ -236,8 +240,15 @@ class AttentionSublayer(nn.Module):
                                             dropout=config.attention_dropout)
         self.output = nn.Linear(config.d_model, config.d_model)
 
-    def forward(self, hidden_states: Tensor, bias: Tensor | None = None, **kwargs: Any) -> Tensor:
-        return self.output(self.attention(hidden_states, bias, **kwargs).context)
+    def forward(self, hidden_states: Tensor, bias: Tensor | None = None,
+                probabilities: list[Tensor] | None = None, **kwargs: Any) -> Tensor:
+        """``probabilities``: a list to append the attention weights to (only then are they
+        formed; the fused kernel runs otherwise)."""
+        attended = self.attention(hidden_states, bias,
+                                  return_probabilities=probabilities is not None, **kwargs)
+        if probabilities is not None:
+            probabilities.append(attended.probabilities)
+        return self.output(attended.context)
 
 
 class FeedForward(nn.Module):
@@ -277,9 +288,10 @@ class EncoderLayer(nn.Module):
         self.feed_forward = FeedForward(config)
         self.feed_forward_residual = Residual(config)
 
-    def forward(self, hidden_states: Tensor, bias: Tensor | None) -> Tensor:
+    def forward(self, hidden_states: Tensor, bias: Tensor | None,
+                probabilities: list[Tensor] | None = None) -> Tensor:
         hidden_states = self.self_attention_residual(
-            hidden_states, lambda x: self.self_attention(x, bias))
+            hidden_states, lambda x: self.self_attention(x, bias, probabilities))
         return self.feed_forward_residual(hidden_states, self.feed_forward)
 
 
@@ -295,7 +307,9 @@ class DecoderLayer(nn.Module):
 
     def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor | None,
                 encoder_bias: Tensor | None, *, cache: KeyValueCache | None = None,
-                encoder_keys_values: tuple[Tensor, Tensor] | None = None) -> Tensor:
+                encoder_keys_values: tuple[Tensor, Tensor] | None = None,
+                self_probabilities: list[Tensor] | None = None,
+                cross_probabilities: list[Tensor] | None = None) -> Tensor:
         length = hidden_states.size(1)
         past = cache.length if cache is not None else 0
         # Masked self-attention. Without a cache the fused causal kernel does the masking; with
@@ -310,13 +324,15 @@ class DecoderLayer(nn.Module):
                                        device=hidden_states.device)
         hidden_states = self.self_attention_residual(
             hidden_states,
-            lambda x: self.self_attention(x, self_bias, is_causal=is_causal, cache=cache))
+            lambda x: self.self_attention(x, self_bias, self_probabilities, is_causal=is_causal,
+                                          cache=cache))
         if encoder_keys_values is not None:
             cross = {"static_keys_values": encoder_keys_values}
         else:
             cross = {"key_value_states": encoder_hidden_states}
         hidden_states = self.cross_attention_residual(
-            hidden_states, lambda x: self.cross_attention(x, encoder_bias, **cross))
+            hidden_states, lambda x: self.cross_attention(x, encoder_bias, cross_probabilities,
+                                                          **cross))
         return self.feed_forward_residual(hidden_states, self.feed_forward)
 
 
@@ -328,9 +344,10 @@ class TransformerEncoder(nn.Module):
         self.final_layer_norm = (nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
                                  if config.norm_first else None)
 
-    def forward(self, hidden_states: Tensor, bias: Tensor | None) -> Tensor:
+    def forward(self, hidden_states: Tensor, bias: Tensor | None,
+                attentions: list[Tensor] | None = None) -> Tensor:
         for layer in self.layers:
-            hidden_states = layer(hidden_states, bias)
+            hidden_states = layer(hidden_states, bias, attentions)
         if self.final_layer_norm is not None:
             hidden_states = self.final_layer_norm(hidden_states)
         return hidden_states
@@ -344,12 +361,15 @@ class TransformerDecoder(nn.Module):
                                  if config.norm_first else None)
 
     def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor | None,
-                encoder_bias: Tensor | None, state: DecoderState | None = None) -> Tensor:
+                encoder_bias: Tensor | None, state: DecoderState | None = None,
+                self_attentions: list[Tensor] | None = None,
+                cross_attentions: list[Tensor] | None = None) -> Tensor:
         for index, layer in enumerate(self.layers):
             hidden_states = layer(
                 hidden_states, encoder_hidden_states, encoder_bias,
                 cache=state.self_attention[index] if state is not None else None,
-                encoder_keys_values=state.cross_attention[index] if state is not None else None)
+                encoder_keys_values=state.cross_attention[index] if state is not None else None,
+                self_probabilities=self_attentions, cross_probabilities=cross_attentions)
         if self.final_layer_norm is not None:
             hidden_states = self.final_layer_norm(hidden_states)
         return hidden_states
@@ -358,6 +378,11 @@ class TransformerDecoder(nn.Module):
 # --------------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------------
+def _attention_fields(maps: tuple[list[Tensor] | None, ...]) -> dict[str, Any]:
+    names = ("encoder_attentions", "decoder_attentions", "cross_attentions")
+    return {name: tuple(found) for name, found in zip(names, maps) if found is not None}
+
+
 def label_smoothed_loss(logits: Tensor, targets: Tensor,
                         epsilon: float) -> tuple[Tensor, Tensor]:
     """(label-smoothed loss, plain NLL), both averaged over the targets.
@@ -436,40 +461,52 @@ class TransformerModel(PretrainedMixin, nn.Module):
         return self.config.d_model ** -0.5
 
     # ----------------------------------------------------------------------------- passes
-    def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """The encoder output z = (z₁ … z_n), (batch, source_length, d_model)."""
+    def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+               attentions: list[Tensor] | None = None) -> Tensor:
+        """The encoder output z = (z₁ … z_n), (batch, source_length, d_model). ``attentions``: a
+        list each layer appends its self-attention weights to."""
         hidden_states = self.source_positions(input_ids, self.embeddings)
-        return self.encoder(hidden_states, attention_bias(attention_mask, hidden_states.dtype))
+        return self.encoder(hidden_states, attention_bias(attention_mask, hidden_states.dtype),
+                            attentions)
 
     def decode(self, decoder_input_ids: Tensor, encoder_hidden_states: Tensor,
-               attention_mask: Tensor | None = None) -> Tensor:
+               attention_mask: Tensor | None = None,
+               self_attentions: list[Tensor] | None = None,
+               cross_attentions: list[Tensor] | None = None) -> Tensor:
         """Decoder hidden states for a whole target prefix at once (no cache)."""
         hidden_states = self.target_positions(decoder_input_ids, self.decoder_embeddings)
         bias = attention_bias(attention_mask, hidden_states.dtype)
-        return self.decoder(hidden_states, encoder_hidden_states, bias)
+        return self.decoder(hidden_states, encoder_hidden_states, bias,
+                            self_attentions=self_attentions, cross_attentions=cross_attentions)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 decoder_input_ids: Tensor | None = None, labels: Tensor | None = None, *,
-                label_smoothing: float = 0.0) -> Seq2SeqOutput:
+                label_smoothing: float = 0.0, output_attentions: bool = False) -> Seq2SeqOutput:
         """Teacher forcing. ``labels`` (-100 at padding) give the loss; then logits are computed
-        only at labelled positions."""
+        only at labelled positions. ``output_attentions``: every layer's encoder self-, decoder
+        self- and cross-attention weights too (what the attention explorer draws)."""
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("give decoder_input_ids or labels")
             decoder_input_ids = self.shift_right(labels)
-        encoder_hidden_states = self.encode(input_ids, attention_mask)
-        hidden_states = self.decode(decoder_input_ids, encoder_hidden_states, attention_mask)
+        maps: tuple[list[Tensor], ...] | tuple[None, ...] = (
+            ([], [], []) if output_attentions else (None, None, None))
+        encoder_hidden_states = self.encode(input_ids, attention_mask, maps[0])
+        hidden_states = self.decode(decoder_input_ids, encoder_hidden_states, attention_mask,
+                                    maps[1], maps[2])
         if labels is None:
             return Seq2SeqOutput(None, self.lm_head(hidden_states),
-                                 encoder_last_hidden_state=encoder_hidden_states)
+                                 encoder_last_hidden_state=encoder_hidden_states,
+                                 **_attention_fields(maps))
         labelled = labels != -100
         logits = self.lm_head(hidden_states[labelled])
         targets = labels[labelled]
         if targets.numel() == 0:
             zero = hidden_states.sum() * 0.0
-            return Seq2SeqOutput(zero, logits, zero, encoder_hidden_states)
+            return Seq2SeqOutput(zero, logits, zero, encoder_hidden_states,
+                                 **_attention_fields(maps))
         loss, nll = label_smoothed_loss(logits, targets, label_smoothing)
-        return Seq2SeqOutput(loss, logits, nll, encoder_hidden_states)
+        return Seq2SeqOutput(loss, logits, nll, encoder_hidden_states, **_attention_fields(maps))
 
     def shift_right(self, labels: Tensor) -> Tensor:
         """``y₁ … y_n [EOS]`` (−100 padded) → ``[BOS] y₁ … y_n`` (pad padded)."""

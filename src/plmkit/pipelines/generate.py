@@ -117,5 +117,20 @@ class TextGenerationPipeline:
         """The continuation of ``prompt`` (without the prompt)."""
         return "".join(self.stream(prompt, stop=stop, **generation))
 
+    def attention(self, text: str) -> dict[str, Any]:
+        """``text``'s tokens and every block's causal attention weights, each (heads, query,
+        key): what an attention explorer draws. A text longer than the context window keeps
+        its last ``n_positions`` tokens, as generation does."""
+        ids = self.tokenizer.encode(text)
+        if not ids:
+            raise PlmError("the text encodes to no token", field="text")
+        ids = ids[-self.model.config.n_positions:]
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            out = self.model(torch.tensor([ids], device=device), output_attentions=True,
+                             logits_to_keep=1)
+        return {"tokens": [self.tokenizer.decode([i]) for i in ids],
+                "attentions": [layer[0].float().cpu() for layer in out.attentions]}
+
 
 __all__ = ["TextGenerationPipeline", "load_generation_tokenizer"]

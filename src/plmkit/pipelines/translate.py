@@ -89,5 +89,39 @@ class TranslationPipeline:
             print(f"plmkit: {report.warning()}", file=sys.stderr)
         return outputs
 
+    def attention(self, text: str, *, beam_size: int = 1) -> dict[str, Any]:
+        """Translate ``text`` (greedy by default), then run the model once over the source and
+        its translation with ``output_attentions``: the source and target tokens and, per
+        layer (heads, query, key), the encoder's self-attention, the decoder's masked
+        self-attention and the cross-attention from each target token to the source."""
+        from plmkit.data.parallel import encode_texts
+        from plmkit.evaluation.decoding import translate_batch
+
+        config = self.model.config
+        if not text.strip():
+            raise PlmError("the text is empty", field="text")
+        source = [*encode_texts(self.tokenizer, [text])[0][:config.max_position_embeddings - 1],
+                  config.eos_token_id]
+        input_ids = torch.tensor([source], device=self.device)
+        with torch.no_grad():
+            [target] = translate_batch(self.model, input_ids, beam_size=beam_size,
+                                       length_penalty=self.length_penalty,
+                                       max_length=self.max_length)
+            decoder_input_ids = torch.tensor([[config.bos_token_id, *target]],
+                                             device=self.device)
+            out = self.model(input_ids, decoder_input_ids=decoder_input_ids,
+                             output_attentions=True)
+
+        def maps(layers: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+            return [layer[0].float().cpu() for layer in layers]
+
+        names = self.tokenizer.ids_to_tokens
+        return {"translation": self.tokenizer.decode(target),
+                "source_tokens": [names[i] for i in source],
+                "target_tokens": [names[i] for i in decoder_input_ids[0].tolist()],
+                "encoder_attentions": maps(out.encoder_attentions),
+                "decoder_attentions": maps(out.decoder_attentions),
+                "cross_attentions": maps(out.cross_attentions)}
+
 
 __all__ = ["TranslationPipeline"]
