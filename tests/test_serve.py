@@ -217,3 +217,49 @@ def test_an_unservable_folder_is_refused_at_start(tmp_path, folders, capsys):
     assert "model_type" in capsys.readouterr().err
     assert main(["serve", f"a={folders['mlm']}", f"a={folders['encoder']}", "--port", "1"]) == 2
     assert "two models are named" in capsys.readouterr().err
+
+
+def test_attention_of_a_gpt_and_of_the_transformer(client):
+    """GPT's map is causal; the Transformer's answer has its translation and three views: cross
+    (target tokens → source tokens), encoder self- and decoder masked self-attention."""
+    seen = client.post("/v1/models/gpt/attention", json={"text": "the cat sat"}).json()
+    [view] = seen["views"]
+    assert view["queries"] == view["keys"] == seen["tokens"] and len(seen["tokens"]) >= 1
+    for layer in seen["attentions"]:
+        for head in layer:
+            for q, row in enumerate(head):
+                assert sum(row) == pytest.approx(1.0, abs=1e-3)
+                assert all(w == 0 for w in row[q + 1:])  # nothing looks ahead
+    seen = client.post("/v1/models/mt/attention", json={"text": "the cat sleeps"}).json()
+    translated = client.post("/v1/models/mt/translate",
+                             json={"texts": ["the cat sleeps"], "beam_size": 1}).json()
+    assert seen["translation"] == translated["translations"][0]
+    cross, encoder, decoder = seen["views"]
+    assert cross["name"].startswith("cross") and cross["queries"] == decoder["keys"]
+    assert cross["keys"] == encoder["queries"] == encoder["keys"]
+    assert encoder["keys"][-1] == "[EOS]" or len(encoder["keys"]) >= 2
+    for layer in cross["attentions"]:
+        assert len(layer[0]) == len(cross["queries"]) and len(layer[0][0]) == len(cross["keys"])
+    assert seen["tokens"] == cross["queries"] and seen["attentions"] == cross["attentions"]
+
+
+def test_bf16_serving_runs_under_autocast_and_stays_close(folders):
+    """``precision="bf16"`` runs every batch under bf16 autocast (in the worker thread, where
+    autocast state lives); the probabilities stay within bf16's rounding of fp32's."""
+    from fastapi.testclient import TestClient
+
+    from plmkit.serve import ServeSettings, create_app, load_served
+
+    models = {"sentiment": load_served("sentiment", folders["sentiment"])}
+    texts = ["a good film", "a bad film", "the cat sat on the mat"]
+    answers = {}
+    for precision in ("fp32", "bf16"):
+        with TestClient(create_app(models, ServeSettings(precision=precision))) as client:
+            assert client.get("/health").json()["precision"] == precision
+            answers[precision] = client.post("/v1/models/sentiment/classify",
+                                             json={"texts": texts}).json()["results"]
+    for full, half in zip(answers["fp32"], answers["bf16"]):
+        for label, score in full["scores"].items():
+            assert half["scores"][label] == pytest.approx(score, abs=0.02)
+    assert any(full["scores"] != half["scores"] for full, half in
+               zip(answers["fp32"], answers["bf16"]))  # it did compute in bf16

@@ -202,12 +202,6 @@ def test_attention_head_view_draws_weighted_lines_and_a_head_grid(page, server):
     screenshot(page, "attention-heads")
 
 
-def test_sigterm_finishes_and_exits_zero(server):
-    process = server["process"]
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 0
-
-
 def sync_json(server, path: str, body: dict) -> dict:
     import json
 
@@ -215,3 +209,48 @@ def sync_json(server, path: str, body: dict) -> dict:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
+
+
+def test_cross_attention_joins_target_tokens_to_source_tokens(page, server):
+    """The Transformer's attention tab: a view picker (cross, encoder, decoder), the translation,
+    and query tokens from the target on the left, key tokens from the source on the right."""
+    open_tab(page, server, "mt", "attention")
+    page.fill("#att-input", "the cat sleeps")
+    page.click("#att-run")
+    page.wait_for_selector("#att-view svg text.att-token", state="attached")
+    expected = sync_json(server, "/v1/models/mt/attention", {"text": "the cat sleeps"})
+    assert page.is_visible("#att-kind")
+    names = page.eval_on_selector_all("#att-kind option", "os => os.map(o => o.textContent)")
+    assert names == [view["name"] for view in expected["views"]]
+    cross, encoder = expected["views"][0], expected["views"][1]
+
+    def column(side: str) -> list[str]:
+        return page.eval_on_selector_all(f"#att-view text.att-token[data-side='{side}']",
+                                         "ts => ts.map(t => t.textContent)")
+
+    assert column("query") == cross["queries"] and column("key") == cross["keys"]
+    assert expected["translation"] in page.inner_text("#att-translation")
+    page.select_option("#att-kind", "1")
+    page.wait_for_function("document.querySelectorAll(\"#att-view text[data-side='query']\")"
+                           f".length === {len(encoder['queries'])}")
+    assert column("query") == column("key") == encoder["queries"]
+    screenshot(page, "attention-cross")
+
+
+def test_gpt_attention_draws_no_line_to_a_later_token(page, server):
+    open_tab(page, server, "gpt", "attention")
+    assert not page.is_visible("#att-kind")  # one view: no picker
+    page.fill("#att-input", "the cat sat")  # the test GPT reads 16 characters at most
+    page.click("#att-run")
+    page.wait_for_selector("#att-view svg line.att-line", state="attached")
+    pairs = page.eval_on_selector_all(
+        "#att-view line.att-line", "ls => ls.map(l => [parseInt(l.dataset.from), "
+        "parseInt(l.dataset.to)])")
+    assert pairs and all(key <= query for query, key in pairs)
+
+
+# Last: it stops the module's server.
+def test_sigterm_finishes_and_exits_zero(server):
+    process = server["process"]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0

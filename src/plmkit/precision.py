@@ -21,6 +21,8 @@ the pipelines and the server all choose the same way.
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import platform
@@ -247,6 +249,16 @@ def compile_note(requested: bool) -> tuple[bool, str]:
     return False, f"off by default: {COMPILE_MEASURED}"
 
 
+def autocast_context(precision: str, device_type: str = "cpu"
+                     ) -> contextlib.AbstractContextManager:
+    """Autocast for a resolved ``precision`` ("fp32": nothing; "bf16"/"fp16": that dtype).
+    Autocast state is per thread: enter it in the thread that runs the model."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type, dtype=dtype)
+
+
 def resolve_precision(requested: str, device: torch.device | str = "cpu") -> PrecisionChoice:
     """:func:`choose_precision` with the facts of this machine filled in."""
     device_type = torch.device(device).type
@@ -258,6 +270,6 @@ def resolve_precision(requested: str, device: torch.device | str = "cpu") -> Pre
     return choose_precision(requested, device_type, cpu_facts(probe=needs_probe))
 
 
-__all__ = ["BF16_MIN_SPEEDUP", "COMPILE_MEASURED", "COMPUTED", "compile_note", "PRECISIONS", "CpuFacts", "PrecisionChoice",
+__all__ = ["autocast_context", "BF16_MIN_SPEEDUP", "COMPILE_MEASURED", "COMPUTED", "compile_note", "PRECISIONS", "CpuFacts", "PrecisionChoice",
            "choose_precision", "cpu_capability", "cpu_facts", "measure_bf16_speedup",
            "native_cpu_bf16", "resolve_precision"]

@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"require 'Authorization: Bearer KEY' (or set ${API_KEY_ENV})")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow browser pages from ORIGIN to call the API (off by default)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="what the models compute in: auto (default) is bf16 where this CPU "
+                             "computes it natively and faster, else fp32")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads (default: torch's own choice)")
     parser.set_defaults(func=run)
@@ -78,7 +81,7 @@ def build(args: argparse.Namespace):
         max_items=args.max_items, max_length=args.max_length,
         max_new_tokens=args.max_new_tokens, batching=not args.no_batching,
         api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
-        cors_origins=tuple(args.cors_origin))
+        cors_origins=tuple(args.cors_origin), precision=args.precision)
     return create_app(models, settings), models
 
 
@@ -92,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
     for name, model in models.items():
         print(f"plmkit: serving {name} ({model.kind}: {', '.join(model.endpoints)}) from "
               f"{model.folder}", flush=True)
+    from plmkit.precision import resolve_precision
+
+    print(f"plmkit: {resolve_precision(args.precision, 'cpu').describe()}", flush=True)
     print(f"plmkit: http://{args.host}:{args.port}/  (API docs at /docs)", flush=True)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             timeout_graceful_shutdown=int(args.timeout) + 5)

@@ -40,6 +40,7 @@ class ServeSettings:
     max_length: int | None = None   # tokens per input (default: each model's own limit)
     max_new_tokens: int = 256       # generation's cap
     batching: bool = True           # off: one request, one forward (the load benchmark's baseline)
+    precision: str = "fp32"         # fp32, bf16, or auto (bf16 where this CPU computes it natively)
     api_key: str | None = None      # bearer token for /v1/* and /metrics
     cors_origins: tuple[str, ...] = ()
 
@@ -87,7 +88,12 @@ def create_app(models: Mapping[str, ServedModel], settings: ServeSettings | None
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
+    import torch
+
+    from plmkit.precision import autocast_context, resolve_precision
+
     settings = settings or ServeSettings()
+    precision = resolve_precision(settings.precision, "cpu")
     batchers: dict[str, dict[str, DynamicBatcher]] = {}
     metrics_holder: dict[str, _Metrics] = {}
 
@@ -98,7 +104,7 @@ def create_app(models: Mapping[str, ServedModel], settings: ServeSettings | None
             lock = model.lock  # one forward at a time per model, whatever the endpoint
 
             def run(items: list[Any], function=function) -> list[Any]:
-                with lock:
+                with lock, torch.no_grad(), autocast_context(precision.precision):
                     return function(items)
 
             found = DynamicBatcher(
@@ -226,6 +232,7 @@ def create_app(models: Mapping[str, ServedModel], settings: ServeSettings | None
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "models": {name: m.kind for name, m in models.items()},
+                "precision": precision.precision,
                 "queue_depth": {name: sum(b.depth for b in e.values())
                                 for name, e in batchers.items()}}
 
@@ -330,7 +337,7 @@ def create_app(models: Mapping[str, ServedModel], settings: ServeSettings | None
             raise ApiError(422, exc.message, exc.field) from None
         except TypeError as exc:
             raise ApiError(422, f"invalid generation settings: {exc}") from None
-        produced = _produce_in_thread(pieces, model.lock)
+        produced = _produce_in_thread(pieces, model.lock, precision.precision)
         if not body.stream:
             text = []
             async for kind, value in produced:
@@ -353,16 +360,20 @@ def create_app(models: Mapping[str, ServedModel], settings: ServeSettings | None
     return app
 
 
-async def _produce_in_thread(pieces: Any, lock: threading.Lock
+async def _produce_in_thread(pieces: Any, lock: threading.Lock, precision: str = "fp32"
                              ) -> AsyncIterator[tuple[str, str]]:
-    """The generator ``pieces`` run in a thread of its own (the event loop stays free), as
-    ("piece", text) items, or one ("error", message) that ends them."""
+    """The generator ``pieces`` run in a thread of its own (the event loop stays free), in
+    ``precision``, as ("piece", text) items, or one ("error", message) that ends them."""
+    import torch
+
+    from plmkit.precision import autocast_context
+
     queue: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
 
     def produce() -> None:
         try:
-            with lock:
+            with lock, torch.no_grad(), autocast_context(precision):
                 for piece in pieces:
                     loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
             loop.call_soon_threadsafe(queue.put_nowait, ("done", ""))

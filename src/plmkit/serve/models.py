@@ -5,8 +5,9 @@
 * a bare BERT encoder (MiniLM, HF ``BertModel``): embed, attention;
 * a fine-tuned BERT (``task.json`` or a task-head architecture): classify/pair, ner (tag) or qa,
   plus attention;
-* a GPT (``model_type`` ``gpt2``): generate (streamed);
-* a translation Transformer (``plmkit_transformer``): translate.
+* a GPT (``model_type`` ``gpt2``): generate (streamed), attention (causal);
+* a translation Transformer (``plmkit_transformer``): translate, attention (encoder, decoder
+  and cross-attention of a source and its translation).
 
 Every batch function takes a list of request inputs and returns one result per input, so the
 :class:`~plmkit.serve.batching.DynamicBatcher` can gather concurrent requests into one call.
@@ -35,8 +36,8 @@ ENDPOINTS: dict[str, tuple[str, ...]] = {
     "pair": ("classify", "attention"),
     "tag": ("ner", "attention"),
     "qa": ("qa", "attention"),
-    "generate": ("generate",),
-    "translate": ("translate",),
+    "generate": ("generate", "attention"),
+    "translate": ("translate", "attention"),
 }
 
 
@@ -113,11 +114,27 @@ def load_served(name: str, folder: str | Path, *, max_length: int | None = None)
 
 
 # ----------------------------------------------------------------------------- BERT encoders
+def attention_view(name: str, queries: list[str], keys: list[str], layers: Sequence[Any]
+                   ) -> dict[str, Any]:
+    """One attention map for the page: query tokens (drawn left), key tokens (right) and the
+    weights per layer × head × query × key, rounded to 4 decimals to keep the JSON small."""
+    return {"name": name, "queries": queries, "keys": keys,
+            "attentions": [torch.as_tensor(a).float().numpy().round(4).tolist()
+                           for a in layers]}
+
+
+def attention_answer(views: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """Every view, with the first one's tokens and weights also at the top level (``tokens``,
+    ``attentions``: a self-attention map, as BERT gives)."""
+    return {"tokens": views[0]["queries"], "attentions": views[0]["attentions"],
+            "views": views, **extra}
+
+
 def _attention_function(encoder: Any, tokenizer: Any, limit: int
                         ) -> Callable[[list[Any]], list[Any]]:
     """Per text: its tokens and every layer's attention probabilities (layer × head × query ×
     key), what the page's attention explorer draws. One text at a time (no padding to read
-    around); rounded to 4 decimals to keep the JSON small."""
+    around)."""
 
     def run(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         results = []
@@ -128,8 +145,9 @@ def _attention_function(encoder: Any, tokenizer: Any, limit: int
                 out = encoder(torch.tensor([encoding.ids]),
                               token_type_ids=torch.tensor([encoding.type_ids]),
                               output_attentions=True)
-            layers = [a[0].float().numpy().round(4).tolist() for a in out.attentions]
-            results.append({"tokens": tokens, "attentions": layers})
+            layers = [a[0] for a in out.attentions]
+            results.append(attention_answer([attention_view("self-attention", tokens, tokens,
+                                                            layers)]))
         return results
 
     return run
@@ -203,7 +221,17 @@ def _gpt(served: ServedModel) -> None:
     def stream(prompt: str, **generation: Any) -> Iterator[str]:
         return pipe.stream(prompt, **generation)
 
+    def attention(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        results = []
+        for item in items:
+            found = pipe.attention(item["text"])
+            tokens = found["tokens"]
+            results.append(attention_answer([attention_view("masked self-attention", tokens,
+                                                            tokens, found["attentions"])]))
+        return results
+
     served.streamer = stream
+    served.batch_functions["attention"] = attention
 
 
 def _translation(served: ServedModel) -> None:
@@ -221,7 +249,22 @@ def _translation(served: ServedModel) -> None:
         return [pipe.translate([item["text"]], beam_size=item.get("beam_size"), warn=False)[0]
                 for item in items]
 
+    def attention(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        results = []
+        for item in items:
+            found = pipe.attention(item["text"])
+            source, target = found["source_tokens"], found["target_tokens"]
+            views = [attention_view("cross-attention (target → source)", target, source,
+                                    found["cross_attentions"]),
+                     attention_view("encoder self-attention", source, source,
+                                    found["encoder_attentions"]),
+                     attention_view("decoder masked self-attention", target, target,
+                                    found["decoder_attentions"])]
+            results.append(attention_answer(views, translation=found["translation"]))
+        return results
+
     served.batch_functions["translate"] = translate
+    served.batch_functions["attention"] = attention
 
 
 def parse_model_arguments(values: Sequence[str]) -> list[tuple[str, Path]]:
@@ -241,4 +284,4 @@ def parse_model_arguments(values: Sequence[str]) -> list[tuple[str, Path]]:
     return list(seen.items())
 
 
-__all__ = ["ENDPOINTS", "ServedModel", "folder_kind", "load_served", "parse_model_arguments"]
+__all__ = ["ENDPOINTS", "ServedModel", "attention_answer", "attention_view", "folder_kind", "load_served", "parse_model_arguments"]

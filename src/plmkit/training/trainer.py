@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from plmkit.data.collate import BatchSource
 from plmkit.errors import PlmError
-from plmkit.precision import (COMPUTED, PRECISIONS, PrecisionChoice, compile_note,
+from plmkit.precision import (COMPUTED, PRECISIONS, PrecisionChoice, autocast_context,
+                              compile_note,
                               resolve_precision)
 from plmkit.runtime import move_to, resolve_device
 from plmkit.training import checkpoint as ckpt
@@ -225,10 +226,7 @@ class Trainer:
 
     # --------------------------------------------------------------------------- helpers
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast_context(self.precision.precision, self.device.type)
 
     def run_record(self) -> dict[str, Any]:
         """How this run computes, written into metrics.jsonl and the result: a figure is only

@@ -201,10 +201,27 @@ async function embed() {
 // ------------------------------------------------------------------------------ attention
 let attention = null;
 async function loadAttention() {
+  let answer;
   try {
-    attention = await post("attention", { text: $("att-input").value });
+    answer = await post("attention", { text: $("att-input").value });
   } catch (e) { showError(e.message); return; }
-  const layers = attention.attentions.length, heads = attention.attentions[0].length;
+  // one view per kind of attention (BERT and GPT: self-attention; the Transformer: cross-,
+  // encoder and decoder attention); older answers carry only tokens and attentions
+  attention = answer.views || [{ name: "self-attention", queries: answer.tokens,
+                                 keys: answer.tokens, attentions: answer.attentions }];
+  const kinds = $("att-kind");
+  kinds.textContent = "";
+  attention.forEach((view, i) => kinds.append(new Option(view.name, String(i))));
+  kinds.parentElement.hidden = attention.length < 2;
+  $("att-translation").textContent = answer.translation ? `translation: ${answer.translation}` : "";
+  fillLayersAndHeads();
+}
+
+function currentView() { return attention[parseInt($("att-kind").value || "0", 10)]; }
+
+function fillLayersAndHeads() {
+  const view = currentView();
+  const layers = view.attentions.length, heads = view.attentions[0].length;
   const fill = (select, count, all) => {
     select.textContent = "";
     if (all) select.append(new Option("all (grid)", "all"));
@@ -216,10 +233,10 @@ async function loadAttention() {
   drawAttention();
 }
 
-function headView(weights, tokens, width, rowHeight, labels) {
+function headView(weights, queries, keys, width, rowHeight, labels) {
   // bertviz's head view: tokens in two columns, a line from each query (left) to each key
   // (right), as thick and as opaque as the weight.
-  const height = tokens.length * rowHeight + 10;
+  const height = Math.max(queries.length, keys.length) * rowHeight + 10;
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("width", width);
   svg.setAttribute("height", height);
@@ -237,8 +254,9 @@ function headView(weights, tokens, width, rowHeight, labels) {
     svg.append(line);
   }));
   if (labels) {
-    tokens.forEach((token, i) => {
-      for (const [x, anchor, side] of [[left - 6, "end", "query"], [right + 6, "start", "key"]]) {
+    const columns = [[queries, left - 6, "end", "query"], [keys, right + 6, "start", "key"]];
+    for (const [tokens, x, anchor, side] of columns) {
+      tokens.forEach((token, i) => {
         const text = document.createElementNS(SVG, "text");
         text.setAttribute("x", x); text.setAttribute("y", y(i) + 4);
         text.setAttribute("text-anchor", anchor);
@@ -248,8 +266,8 @@ function headView(weights, tokens, width, rowHeight, labels) {
         text.addEventListener("mouseenter", () => focusToken(svg, i, side));
         text.addEventListener("mouseleave", () => focusToken(svg, null, side));
         svg.append(text);
-      }
-    });
+      });
+    }
   }
   return svg;
 }
@@ -260,7 +278,8 @@ function focusToken(svg, index, side) {
     line.classList.toggle("dim", index !== null && line.dataset[attr] !== String(index));
   });
   svg.querySelectorAll(".att-token").forEach((t) => {
-    t.classList.toggle("focus", index !== null && t.dataset.index === String(index));
+    t.classList.toggle("focus", index !== null && t.dataset.index === String(index)
+                                && t.dataset.side === side);
   });
 }
 
@@ -268,7 +287,8 @@ function drawAttention() {
   if (!attention) return;
   const view = $("att-view");
   view.textContent = "";
-  const layer = attention.attentions[parseInt($("att-layer").value, 10)];
+  const shown = currentView();
+  const layer = shown.attentions[parseInt($("att-layer").value, 10)];
   const head = $("att-head").value;
   if (head === "all") {
     const grid = document.createElement("div");
@@ -277,7 +297,7 @@ function drawAttention() {
       const figure = document.createElement("figure");
       figure.className = "att-mini";
       figure.dataset.head = h;
-      figure.append(headView(weights, attention.tokens, 140, 6, false));
+      figure.append(headView(weights, shown.queries, shown.keys, 140, 6, false));
       const caption = document.createElement("figcaption");
       caption.textContent = `head ${h}`;
       figure.append(caption);
@@ -286,7 +306,7 @@ function drawAttention() {
     });
     view.append(grid);
   } else {
-    view.append(headView(layer[parseInt(head, 10)], attention.tokens, 420, 18, true));
+    view.append(headView(layer[parseInt(head, 10)], shown.queries, shown.keys, 420, 18, true));
   }
 }
 
@@ -338,5 +358,6 @@ $("tr-run").addEventListener("click", translate);
 $("emb-run").addEventListener("click", embed);
 $("att-run").addEventListener("click", loadAttention);
 $("att-layer").addEventListener("change", drawAttention);
+$("att-kind").addEventListener("change", fillLayersAndHeads);
 $("att-head").addEventListener("change", drawAttention);
 start();
