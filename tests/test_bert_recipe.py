@@ -280,3 +280,38 @@ def test_plm_export_hf_writes_a_folder_and_refuses_to_overwrite(tmp_path, capsys
     assert main(["export", str(tmp_path / "nowhere"), "--format", "hf",
                  "--output", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+@pytest.mark.parametrize("saved, given, expected", [
+    (0.0, None, 0.1),   # pre-trained without dropout (--recipe budget): BERT's 0.1 back
+    (0.2, None, 0.2),   # the checkpoint's own dropout is kept
+    (0.0, 0.0, 0.0),    # --dropout 0 is obeyed
+    (0.1, 0.3, 0.3),
+])
+def test_fine_tuning_restores_dropout_a_budget_checkpoint_trained_without(tmp_path, saved, given,
+                                                                          expected):
+    from plmkit.downstream.loading import build_model
+    from plmkit.downstream.settings import TaskSettings
+
+    BertForMaskedLM(tiny(hidden_dropout_prob=saved, attention_probs_dropout_prob=saved,
+                         layer_norm_position="pre")).save_pretrained(tmp_path / "m")
+    model = build_model(TaskSettings(task="classify"), tmp_path / "m", ["neg", "pos"],
+                        dropout=given)
+    assert model.config.hidden_dropout_prob == expected
+    assert model.config.attention_probs_dropout_prob == expected
+    ids, mask = batch()
+    model.train()
+    torch.manual_seed(0)
+    first = model(ids, mask).logits
+    second = model(ids, mask).logits
+    assert torch.equal(first, second) == (expected == 0.0)  # dropout on iff it is > 0
+
+
+def test_plm_finetune_dropout_flag_reaches_the_saved_config(tmp_path):
+    from _commands import tiny_run
+
+    code = main(tiny_run("finetune", tmp_path / "in", tmp_path / "out", 2, "--dropout", "0.25"))
+    assert code == 0
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.25

@@ -88,6 +88,9 @@ def _register_finetune(subparsers) -> None:
                         help="stop after this many evaluations without improvement (0 = off)")
     parser.add_argument("--train-fraction", type=fraction, default=1.0,
                         help="train on a fixed random share of the training set")
+    parser.add_argument("--dropout", type=probability, default=None,
+                        help="the encoder's dropout (default: the checkpoint's; 0.1 when it was "
+                             "pre-trained without dropout, as --recipe budget does)")
     parser.add_argument("--scheme", choices=("bio", "iobes", "none"), default="bio",
                         help="tag: scheme the model predicts (input files may use either)")
     parser.add_argument("--regression", action="store_true",
@@ -211,7 +214,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         warmup_ratio=args.warmup_ratio, eval_every=args.eval_every,
         metric_for_best=args.metric_for_best,
         early_stopping_patience=args.early_stopping_patience,
-        train_fraction=args.train_fraction, device=args.device, settings=settings,
+        train_fraction=args.train_fraction, dropout=args.dropout, device=args.device,
+        settings=settings,
         **run_options(args))
     result = finetune(config, resume=resume)
     print(f"fine-tuned {settings.task} on {result.train_examples} examples, "

@@ -39,22 +39,44 @@ def load_tokenizer(folder: str | Path) -> Any:
     return WordPieceTokenizer.from_pretrained(folder)
 
 
+FINE_TUNING_DROPOUT = 0.1  # BERT's, in pre-training and fine-tuning alike
+
+
+def fine_tuning_dropout(saved: dict, dropout: float | None) -> float | None:
+    """The dropout to fine-tune with: ``dropout`` when given; else the checkpoint's own, unless
+    the checkpoint has none at all. A checkpoint pre-trained without dropout (``--recipe budget``,
+    as *Cramming* does: dropout only slows a model that sees each token about once) gets BERT's
+    0.1 back for fine-tuning, where a few thousand labelled examples are seen many times and
+    dropout is what keeps the head from memorising them. ``None``: keep the checkpoint's."""
+    if dropout is not None:
+        return dropout
+    hidden = saved.get("hidden_dropout_prob")
+    attention = saved.get("attention_probs_dropout_prob")
+    if hidden == 0 and (attention or 0) == 0:
+        return FINE_TUNING_DROPOUT
+    return None
+
+
 def build_model(settings: TaskSettings, folder: str | Path, labels: Sequence[str] | None,
-                ) -> nn.Module:
+                dropout: float | None = None) -> nn.Module:
     """The family's BERT head on the encoder of ``folder``.
 
     The checkpoint's own head is kept only when it is the same kind of head with the same label
-    set (continuing a fine-tuning run); otherwise the head starts fresh (N(0, 0.02)).
+    set (continuing a fine-tuning run); otherwise the head starts fresh (N(0, 0.02)). ``dropout``
+    sets the encoder's dropout (see :func:`fine_tuning_dropout` for the default).
     """
     folder = Path(folder)
     cls = ARCHITECTURES[settings.task]
     saved = read_checkpoint_config(folder)
     overrides: dict[str, Any] = {}
+    chosen = fine_tuning_dropout(saved, dropout)
+    if chosen is not None:
+        overrides.update(hidden_dropout_prob=chosen, attention_probs_dropout_prob=chosen)
     if settings.task in ("classify", "pair") and settings.regression:
-        overrides = {"num_labels": 1, "problem_type": "regression", "id2label": None,
+        overrides |= {"num_labels": 1, "problem_type": "regression", "id2label": None,
                      "label2id": None}
     elif labels is not None:
-        overrides = {"id2label": dict(enumerate(labels)),
+        overrides |= {"id2label": dict(enumerate(labels)),
                      "label2id": {label: i for i, label in enumerate(labels)},
                      "problem_type": "single_label_classification"
                      if settings.task != "tag" else None}
@@ -104,4 +126,5 @@ def load_finetuned(folder: str | Path, settings: TaskSettings, runtime: str = "t
     return dynamic_int8(model) if runtime == "torch-int8" else model
 
 
-__all__ = ["ARCHITECTURES", "HEAD_PREFIXES", "build_model", "load_finetuned", "load_tokenizer"]
+__all__ = ["ARCHITECTURES", "FINE_TUNING_DROPOUT", "HEAD_PREFIXES", "build_model",
+           "fine_tuning_dropout", "load_finetuned", "load_tokenizer"]

@@ -154,6 +154,7 @@ class FinetuneConfig:
     early_stopping_patience: int = 0
     keep_last: int = 1
     train_fraction: float = 1.0         # learning curves: a fixed random share of train
+    dropout: float | None = None        # None: the checkpoint's (0.1 if it was pre-trained with none)
     progress: bool = True
     plot: bool = True
     settings: TaskSettings = field(default_factory=TaskSettings)
@@ -230,7 +231,7 @@ def finetune(config: FinetuneConfig, *, resume: bool | str | Path = False) -> Fi
     # The fresh head is drawn here, before the Trainer seeds itself: without this, its initial
     # weights (and so the result) depended on whatever the process had drawn before.
     seed_everything(config.seed)
-    model = build_model(settings, folder, labels)
+    model = build_model(settings, folder, labels, dropout=config.dropout)
     label2id = model.config.label2id if labels is not None else None
     train = featurize(settings, tokenizer, train_examples, label2id, training=True)
     dev = None
