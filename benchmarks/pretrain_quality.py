@@ -47,9 +47,10 @@ def main() -> int:
     evals = [r for r in records if "eval_mlm_accuracy" in r]
     if evals:
         last = evals[-1]
+        nsp = (f", NSP accuracy {last['eval_nsp_accuracy']:.3f}"
+               if "eval_nsp_accuracy" in last else "")  # --objective mlm has no NSP
         print(f"held-out after {last['step']} steps: MLM accuracy {last['eval_mlm_accuracy']:.3f}, "
-              f"MLM perplexity {last['eval_mlm_perplexity']:.1f}, "
-              f"NSP accuracy {last['eval_nsp_accuracy']:.3f}")
+              f"MLM perplexity {last['eval_mlm_perplexity']:.1f}{nsp}")
 
     pipeline = FillMaskPipeline(folder, top_k=5)
     tokenizer = pipeline.tokenizer
