@@ -32,6 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "int8_accuracy"
 
 def fine_tune(family: str, minilm: Path, output: Path, seed: int) -> dict:
     from plmkit import datasets
+    from plmkit.downstream.settings import TaskSettings
     from plmkit.training.finetune import FinetuneConfig, finetune
 
     dataset, task, items, epochs = FAMILIES[family]
@@ -48,7 +49,8 @@ def fine_tune(family: str, minilm: Path, output: Path, seed: int) -> dict:
     result = finetune(FinetuneConfig(
         task=task, model=str(minilm), train=str(train), dev=str(splits["dev"]),
         output_dir=str(output), epochs=epochs, batch_size=32, learning_rate=1e-4,
-        warmup_ratio=0.1, seed=seed, progress=False, plot=False, device="cpu", keep_last=1))
+        warmup_ratio=0.1, seed=seed, progress=False, plot=False, device="cpu", keep_last=1,
+        settings=TaskSettings(task=task)))
     return {"dev": result.dev_metrics, "seconds": time.perf_counter() - started}
 
 
