@@ -263,3 +263,35 @@ def test_bf16_serving_runs_under_autocast_and_stays_close(folders):
             assert half["scores"][label] == pytest.approx(score, abs=0.02)
     assert any(full["scores"] != half["scores"] for full, half in
                zip(answers["fp32"], answers["bf16"]))  # it did compute in bf16
+
+
+def test_bf16_serving_stores_linears_in_bf16_once_with_the_same_answers(folders):
+    """Autocast would cast every linear's weight to bf16 on each request; serving in bf16 stores
+    them in bf16 once instead. The products are the same copies autocast makes, so the answers
+    equal those of autocast over fp32 weights; weights tied to an embedding stay fp32."""
+    import torch
+    from fastapi.testclient import TestClient
+
+    from plmkit.precision import store_linears_in_bf16
+    from plmkit.serve import ServeSettings, create_app, load_served
+
+    texts = ["a good film", "a bad film", "the cat sat on the mat"]
+    reference = load_served("sentiment", folders["sentiment"])
+    model = reference.modules[0]
+    ids = torch.tensor([[2, 7, 8, 9, 3]])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = model(ids, torch.ones_like(ids)).logits
+    served = load_served("sentiment", folders["sentiment"])
+    with TestClient(create_app({"sentiment": served}, ServeSettings(precision="bf16"))) as client:
+        client.post("/v1/models/sentiment/classify", json={"texts": texts}).raise_for_status()
+    stored = served.modules[0]
+    linears = [m for m in stored.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
+    assert stored.bert.embeddings.word_embeddings.weight.dtype == torch.float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(stored(ids, torch.ones_like(ids)).logits, expected)
+    # a masked LM's decoder shares the word embeddings: it stays fp32 with them
+    mlm = load_served("mlm", folders["mlm"]).modules[0]
+    store_linears_in_bf16(mlm)
+    assert mlm.cls.predictions.decoder.weight.dtype == torch.float32
+    assert mlm.cls.predictions.decoder.weight is mlm.bert.embeddings.word_embeddings.weight

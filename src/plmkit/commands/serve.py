@@ -18,6 +18,7 @@ from plmkit.commands._types import positive_float, positive_int
 from plmkit.errors import PlmError
 
 API_KEY_ENV = "PLMKIT_API_KEY"
+ONEDNN_SHAPES_KEPT = 16  # see run()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise PlmError("plm serve needs uvicorn: pip install 'plmkit[serve]'",
                        field="serve") from None
+    # Set before the first oneDNN primitive (the bf16 probe, the first batch). oneDNN keeps a
+    # compiled kernel and scratch memory per matrix shape, 1,024 shapes by default; a server meets
+    # a new (batch × tokens) shape with nearly every batch, so its memory grew by gigabytes over
+    # minutes. A handful of recent shapes costs no measured speed (a kernel is quick to build)
+    # and keeps the memory flat. An explicit setting in the environment wins.
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_SHAPES_KEPT))
     app, models = build(args)
     for name, model in models.items():
         print(f"plmkit: serving {name} ({model.kind}: {', '.join(model.endpoints)}) from "

@@ -94,6 +94,12 @@ def create_app(models: Mapping[str, ServedModel], settings: ServeSettings | None
 
     settings = settings or ServeSettings()
     precision = resolve_precision(settings.precision, "cpu")
+    if precision.precision == "bf16":
+        from plmkit.precision import store_linears_in_bf16
+
+        for served in models.values():
+            for module in served.modules:
+                store_linears_in_bf16(module)
     batchers: dict[str, dict[str, DynamicBatcher]] = {}
     metrics_holder: dict[str, _Metrics] = {}
 

@@ -54,6 +54,7 @@ class ServedModel:
     max_length: int = 512
     tokenizer: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    modules: list[torch.nn.Module] = field(default_factory=list)  # what the functions run
 
     @property
     def endpoints(self) -> tuple[str, ...]:
@@ -162,10 +163,13 @@ def _bert_encoder(served: ServedModel, kind: str) -> None:
 
         pipe = FillMaskPipeline(served.folder)
         encoder = pipe.model.bert
+        served.modules.append(pipe.model)
         served.batch_functions["fill-mask"] = lambda items: _fill_mask(pipe, items)
     embedding = EmbeddingPipeline(served.folder, encoder=encoder, max_length=1 << 30,
                                   batch_size=1 << 30)  # the batcher sizes the batches
     served.tokenizer = embedding.tokenizer
+    if encoder is None:
+        served.modules.append(embedding.model)
     served.max_length = embedding.max_length  # the model's own limit
     served.batch_functions["embed"] = lambda items: embedding(list(items)).tolist()
     served.batch_functions["attention"] = _attention_function(embedding.model,
@@ -189,6 +193,7 @@ def _finetuned(served: ServedModel, kind: str) -> None:
 
     pipe = finetuned_pipeline(served.folder)
     served.tokenizer = pipe.tokenizer
+    served.modules.append(pipe.model)
     served.max_length = pipe.model.config.max_position_embeddings
     encoder = pipe.model.bert
     served.batch_functions["attention"] = _attention_function(encoder, pipe.tokenizer,
@@ -216,6 +221,7 @@ def _gpt(served: ServedModel) -> None:
 
     pipe = TextGenerationPipeline(served.folder, notify=None)
     served.tokenizer = pipe.tokenizer
+    served.modules.append(pipe.model)
     served.max_length = pipe.model.config.n_positions
 
     def stream(prompt: str, **generation: Any) -> Iterator[str]:
@@ -239,6 +245,7 @@ def _translation(served: ServedModel) -> None:
 
     pipe = TranslationPipeline(served.folder)
     served.tokenizer = pipe.tokenizer
+    served.modules.append(pipe.model)
     served.max_length = getattr(pipe, "max_length", None) or 256
 
     def translate(items: list[dict[str, Any]]) -> list[str]:
