@@ -16,10 +16,20 @@ def machine() -> str:
     processor emulates bf16), so no number is reported without it."""
     from plmkit.precision import _cpu_model, cpu_capability, native_cpu_bf16
 
+    limits = ", ".join(f"{name}={os.environ[name]}" for name in ISA_LIMITS if name in os.environ)
     return (f"{_cpu_model() or platform.machine()}, {os.cpu_count()} cores, "
             f"capability {cpu_capability()} (native bf16: {'yes' if native_cpu_bf16() else 'no'}), "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-            f"load {os.getloadavg()[0]:.2f}")
+            f"load {os.getloadavg()[0]:.2f}" + (f", instruction sets limited: {limits}"
+                                                 if limits else ""))
+
+
+# The variables that make an AVX-512 machine run the kernels an AVX2-only processor has: ATen's
+# own kernels, oneDNN's (bf16 matmuls, convolutions) and MKL's (fp32 GEMM). ATEN_CPU_CAPABILITY
+# alone leaves oneDNN and MKL on AVX-512, which is why it did not reproduce an AVX2 machine.
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 def time_call(function: Callable[[], object], *, warmup: int = 2, repeat: int = 5,

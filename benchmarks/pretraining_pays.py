@@ -88,6 +88,59 @@ def _choose(items: list, limit: int, seed: int) -> list:
     return [items[i] for i in keep]
 
 
+# ------------------------------------------------------------------------------- diagnosis
+def family_texts(task: str, path: Path, limit: int = 500) -> list[str]:
+    """The raw text a family's model reads (sentences, sentence pairs, passages and questions,
+    the NER set's characters joined back), for the masked-LM loss on it."""
+    from plmkit.training.finetune import TaskSettings, read_examples
+
+    examples = read_examples(TaskSettings(task=task).resolved(), path)[:limit]
+    if task == "tag":
+        return ["".join(e.tokens) for e in examples]
+    if task == "qa":
+        return [f"{e.question} {e.context}" for e in examples]
+    return [" ".join(filter(None, (e.text, e.text_pair))) for e in examples]
+
+
+def masked_lm_loss(checkpoint: Path, texts: list[str], seed: int, max_length: int = 128,
+                   rate: float = 0.15) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of the checkpoint's masked-LM head on ``texts``, with a
+    fixed ``rate`` of each text's word pieces replaced by [MASK]: how well pre-training already
+    reads a family's text (a loss near the corpus's own held-out loss: in domain; near the
+    unigram loss: the model has not seen text like it)."""
+    from plmkit.models.bert import BertForMaskedLM
+    from plmkit.tokenization import WordPieceTokenizer
+
+    tokenizer = WordPieceTokenizer.from_pretrained(checkpoint)
+    model = BertForMaskedLM.from_pretrained(checkpoint).eval()
+    mask_id = tokenizer.convert_tokens_to_ids("[MASK]")
+    generator = torch.Generator().manual_seed(seed)
+    losses, hits, count = 0.0, 0, 0
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor(tokenizer.encode(text, max_length=max_length).ids)
+            inner = torch.arange(1, len(ids) - 1)  # not [CLS] or [SEP]
+            if len(inner) == 0:
+                continue
+            chosen = inner[torch.rand(len(inner), generator=generator) < rate]
+            if len(chosen) == 0:
+                continue
+            inputs = ids.clone()
+            inputs[chosen] = mask_id
+            logits = model(inputs[None], torch.ones_like(inputs)[None]).prediction_logits[0]
+            losses += float(torch.nn.functional.cross_entropy(logits[chosen], ids[chosen],
+                                                              reduction="sum"))
+            hits += int((logits[chosen].argmax(-1) == ids[chosen]).sum())
+            count += len(chosen)
+    return {"mlm_loss": losses / max(count, 1), "mlm_accuracy": hits / max(count, 1),
+            "masked": count}
+
+
+def has_mlm_head(folder: Path) -> bool:
+    config = json.loads((folder / "config.json").read_text())
+    return (config.get("architectures") or [""])[0] in ("BertForMaskedLM", "BertForPreTraining")
+
+
 # ------------------------------------------------------------------------------- inits
 def random_init(like: Path, target: Path, seed: int) -> Path:
     """A BERT with ``like``'s config and vocabulary but freshly initialised weights."""
@@ -261,6 +314,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0 = default; 1 is steadier on a busy machine)")
+    parser.add_argument("--diagnose-only", action="store_true",
+                        help="only the masked-LM loss of --pretrained on each family's text")
     parser.add_argument("--quick", action="store_true",
                         help="320 train / 160 dev items, 2 epochs, 2 evaluations, max length 64")
     parser.add_argument("--output", default="runs/benchmarks")
@@ -288,6 +343,7 @@ def main() -> None:
     done = reusable(args.reuse, recipe) if args.reuse else {}
     output = Path(args.output)
     results: list[dict] = []
+    diagnosis: list[dict] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -299,6 +355,15 @@ def main() -> None:
                              args.max_train, args.seed)
             dev = cap_file(task, Path(splits["dev"]), work / family / "dev", args.max_dev,
                            args.seed)
+            for name, (folder, _) in inits.items():
+                if name == "ours" and has_mlm_head(folder):
+                    measured = masked_lm_loss(folder, family_texts(task, train), args.seed)
+                    diagnosis.append({"family": family, "checkpoint": str(folder), **measured})
+                    print(f"{family:17s} masked-LM loss of {name} on its training text: "
+                          f"{measured['mlm_loss']:.2f} (accuracy {measured['mlm_accuracy']:.3f})",
+                          flush=True)
+            if args.diagnose_only:
+                continue
             for name, (folder, lr) in inits.items():
                 for fraction in fractions:
                     identity = {"init": name, "family": family, "fraction": fraction,
@@ -320,6 +385,12 @@ def main() -> None:
                                                                   + "\n")
                     print(f"{family:17s} {name:12s} {int(100 * fraction):3d}%  "
                           f"{result['score']:6.2f}  ({note})", flush=True)
+    if diagnosis:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "family_mlm_loss.json").write_text(json.dumps(diagnosis, indent=2) + "\n")
+        print(table(diagnosis, ["family", "mlm_loss", "mlm_accuracy", "masked"]))
+    if args.diagnose_only:
+        return
     rows = []
     for name in inits:
         row: dict = {"init": name}
