@@ -107,7 +107,9 @@ def build_step(variant: str):
                                     source="hf")
         del reference
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    # fused AdamW on both sides: what each trainer runs by default (plm's build_optimizer, and
+    # transformers' Trainer with torch >= 2.8: optim "adamw_torch_fused")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=True)
     run = torch.compile(model) if variant == "plmkit-compile" else model
     precision = "bf16" if variant == "plmkit-bf16" else "fp32"
     if variant == "plmkit-auto":
@@ -176,6 +178,36 @@ def interleaved_steps(variants: list[str], batches_path: Path, steps: int) -> di
                 "precision": built[v][1]} for v in variants}
 
 
+def profile(variants: list[str], batches_path: Path, steps: int, top: int = 14) -> None:
+    """Where a training step spends its time: torch.profiler over ``steps`` steps of each variant
+    (after two warm-up steps), the operators with the most self CPU time, side by side. Run it
+    with ``ATEN_CPU_CAPABILITY=avx2`` on an AVX-512 machine to see the AVX2 kernels' share."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    batches = torch.load(batches_path, weights_only=True)
+    shares: dict[str, dict[str, float]] = {}
+    totals: dict[str, float] = {}
+    for variant in variants:
+        step, _ = build_step(variant)
+        for i in range(2):
+            step(batches[i % len(batches)])
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for i in range(steps):
+                step(batches[(i + 2) % len(batches)])
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events)
+        totals[variant] = total / steps / 1e3
+        shares[variant] = {e.key: e.self_cpu_time_total / steps / 1e3 for e in events}
+    names = sorted({k for v in shares.values() for k in v},
+                   key=lambda k: -max(v.get(k, 0.0) for v in shares.values()))[:top]
+    rows = [{"operator": name, **{f"{v} ms/step": shares[v].get(name, 0.0) for v in variants}}
+            for name in names]
+    rows.append({"operator": "(all, self CPU)", **{f"{v} ms/step": totals[v]
+                                                   for v in variants}})
+    print(table(rows, ["operator", *(f"{v} ms/step" for v in variants)]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30,
@@ -192,6 +224,8 @@ def main() -> None:
 
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
                         default=[v for v in VARIANTS if v != "plmkit-bf16" or native_cpu_bf16()])
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing: torch.profiler's top operators per variant")
     parser.add_argument("--worker", nargs=2, metavar=("VARIANT", "BATCHES"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -210,6 +244,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         batches_path = Path(tmp) / "batches.pt"
         make_batches(8, args.batch, args.seq, batches_path)
+        if args.profile:
+            profile(args.variants, batches_path, min(args.steps, 5))
+            return
         rows = []
         results: dict[str, dict] = {}
         if not args.separate:
