@@ -28,8 +28,6 @@ def machine() -> str:
 # own kernels, oneDNN's (bf16 matmuls, convolutions) and MKL's (fp32 GEMM). ATEN_CPU_CAPABILITY
 # alone leaves oneDNN and MKL on AVX-512, which is why it did not reproduce an AVX2 machine.
 ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
-AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-             "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 def time_call(function: Callable[[], object], *, warmup: int = 2, repeat: int = 5,

@@ -22,7 +22,6 @@ the pipelines and the server all choose the same way.
 from __future__ import annotations
 
 import contextlib
-
 import json
 import os
 import platform
@@ -270,7 +269,7 @@ def resolve_precision(requested: str, device: torch.device | str = "cpu") -> Pre
     return choose_precision(requested, device_type, cpu_facts(probe=needs_probe))
 
 
-def store_linears_in_bf16(model: torch.nn.Module) -> int:
+def store_linears_in_bf16(model: torch.nn.Module) -> None:
     """For inference under bf16 autocast: keep every ``nn.Linear``'s weight and bias in bf16.
 
     Autocast computes a linear layer in bf16 by casting its fp32 weight to bf16 on *every*
@@ -278,21 +277,17 @@ def store_linears_in_bf16(model: torch.nn.Module) -> int:
     the weights in bf16 once gives the same products (they are exactly the copies autocast
     would have made) without copying every weight per request, which at batch 1 costs more
     than the matrix multiplies. A weight shared with another kind of module (an MLM decoder
-    tied to the word embeddings) stays fp32, so the embedding lookup is unchanged. Returns the
-    number of linears converted. Only for models that then run under bf16 autocast.
+    tied to the word embeddings) stays fp32, so the embedding lookup is unchanged. Only for
+    models that then run under bf16 autocast.
     """
     linear_weights = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)}
     shared = {id(p) for m in model.modules() if not isinstance(m, torch.nn.Linear)
               for p in m.parameters(recurse=False) if id(p) in linear_weights}
-    converted = 0
     for module in model.modules():
         if isinstance(module, torch.nn.Linear) and id(module.weight) not in shared:
             module.to(torch.bfloat16)
-            converted += 1
-    return converted
 
 
 __all__ = ["autocast_context", "BF16_MIN_SPEEDUP", "COMPILE_MEASURED", "COMPUTED", "compile_note", "PRECISIONS", "CpuFacts", "PrecisionChoice",
            "choose_precision", "cpu_capability", "cpu_facts", "measure_bf16_speedup",
            "native_cpu_bf16", "resolve_precision", "store_linears_in_bf16"]
-

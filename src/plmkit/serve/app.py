@@ -90,13 +90,11 @@ def create_app(models: Mapping[str, ServedModel], settings: ServeSettings | None
 
     import torch
 
-    from plmkit.precision import autocast_context, resolve_precision
+    from plmkit.precision import autocast_context, resolve_precision, store_linears_in_bf16
 
     settings = settings or ServeSettings()
     precision = resolve_precision(settings.precision, "cpu")
     if precision.precision == "bf16":
-        from plmkit.precision import store_linears_in_bf16
-
         for served in models.values():
             for module in served.modules:
                 store_linears_in_bf16(module)

@@ -206,9 +206,8 @@ async function loadAttention() {
     answer = await post("attention", { text: $("att-input").value });
   } catch (e) { showError(e.message); return; }
   // one view per kind of attention (BERT and GPT: self-attention; the Transformer: cross-,
-  // encoder and decoder attention); older answers carry only tokens and attentions
-  attention = answer.views || [{ name: "self-attention", queries: answer.tokens,
-                                 keys: answer.tokens, attentions: answer.attentions }];
+  // encoder and decoder attention)
+  attention = answer.views;
   const kinds = $("att-kind");
   kinds.textContent = "";
   attention.forEach((view, i) => kinds.append(new Option(view.name, String(i))));
