@@ -83,7 +83,9 @@ class _Metrics:
 
 
 def create_app(models: Mapping[str, ServedModel], settings: ServeSettings | None = None):
-    """The ASGI app serving ``models`` (name → loaded model)."""
+    """The ASGI app serving ``models`` (name → loaded model). When the settings' precision
+    resolves to bf16, the models' linear weights are converted to bf16 in place
+    (:func:`~plmkit.precision.store_linears_in_bf16`): the models are the app's from then on."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
