@@ -14,6 +14,7 @@ loss (same curve shape).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -37,6 +38,8 @@ VARIANTS = {
     "plmkit-bf16": "plmkit as above under bf16 autocast",
     "plmkit-auto": "plmkit as above in what --precision auto chooses on this machine",
     "plmkit-compile": "plmkit as above + torch.compile, fp32",
+    "plmkit-torch-dropout": "plmkit as 'plmkit' but with PyTorch's dropout (F.dropout, and "
+                            "attention dropout inside SDPA): the loss curve to compare with",
 }
 
 
@@ -86,8 +89,6 @@ def make_batches(count: int, batch: int, seq: int, path: Path) -> None:
 def build_step(variant: str):
     """The variant's model, optimiser and one training step (a function of a batch returning
     the loss), and the precision it computes in."""
-    import contextlib
-
     torch.manual_seed(0)
     if variant == "hf-sdpa":
         import transformers
@@ -120,7 +121,7 @@ def build_step(variant: str):
                 else contextlib.nullcontext())
 
     def step(batch):
-        with autocast:
+        with autocast, torch_dropout(variant == "plmkit-torch-dropout", model):
             out = run(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                       token_type_ids=batch["token_type_ids"], labels=batch["labels"],
                       next_sentence_label=batch["next_sentence_label"])
@@ -130,6 +131,30 @@ def build_step(variant: str):
         return float(out.loss.detach())
 
     return step, precision
+
+
+@contextlib.contextmanager
+def torch_dropout(active: bool, model: torch.nn.Module):
+    """For one step, plmkit's model with PyTorch's own dropout: every ``Dropout`` module runs
+    ``nn.Dropout.forward`` and attention drops inside SDPA (the steps of other variants,
+    interleaved in this process, keep plmkit's)."""
+    if not active:
+        yield
+        return
+    from plmkit.models import attention
+    from plmkit.models.dropout import Dropout
+
+    layers = [m for m in model.modules() if isinstance(m, Dropout)]
+    cheaper = attention.cheaper_dropout_here
+    attention.cheaper_dropout_here = lambda queries: False
+    for layer in layers:
+        layer.forward = torch.nn.Dropout.forward.__get__(layer)
+    try:
+        yield
+    finally:
+        attention.cheaper_dropout_here = cheaper
+        for layer in layers:
+            del layer.forward
 
 
 def worker(variant: str, batches_path: Path, steps: int) -> dict:
@@ -146,7 +171,8 @@ def worker(variant: str, batches_path: Path, steps: int) -> dict:
     elapsed = time.perf_counter() - start
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"tokens_per_s": tokens / elapsed, "first_loss": losses[0], "last_loss": losses[-1],
-            "peak_rss_mb": peak_rss, "seconds_per_step": elapsed / steps, "precision": precision}
+            "mean loss, last 10": sum(losses[-10:]) / len(losses[-10:]), "peak_rss_mb": peak_rss,
+            "seconds_per_step": elapsed / steps, "precision": precision}
 
 
 def interleaved_steps(variants: list[str], batches_path: Path, steps: int) -> dict[str, dict]:
@@ -174,7 +200,8 @@ def interleaved_steps(variants: list[str], batches_path: Path, steps: int) -> di
                 "seconds_per_step": statistics.median(times[v]),
                 "spread (p90/p10)": sorted(times[v])[int(0.9 * (steps - 1))]
                 / sorted(times[v])[int(0.1 * (steps - 1))],
-                "first_loss": losses[v][0], "last_loss": losses[v][-1], "peak_rss_mb": None,
+                "first_loss": losses[v][0], "last_loss": losses[v][-1],
+                "mean loss, last 10": statistics.mean(losses[v][-10:]), "peak_rss_mb": None,
                 "precision": built[v][1]} for v in variants}
 
 
@@ -278,7 +305,8 @@ def main() -> None:
         row["÷ faster of fp32/bf16"] = row["tokens_per_s"] / fastest if fastest else None
     print(table(rows, ["variant", "precision", "tokens_per_s", "× HF", "÷ faster of fp32/bf16",
                        "seconds_per_step", "spread (p90/p10)", "MFU (own FLOPs)",
-                       "useful FLOP/s ÷ peak", "peak_rss_mb", "first_loss", "last_loss"]))
+                       "useful FLOP/s ÷ peak", "peak_rss_mb", "first_loss", "last_loss",
+                       "mean loss, last 10"]))
     for name, text in VARIANTS.items():
         print(f"  {name}: {text}")
 

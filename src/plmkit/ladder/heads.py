@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from plmkit.errors import PlmError
 from plmkit.models.attention import masked_mean
+from plmkit.models.dropout import Dropout
 from plmkit.models.elmo import ScalarMix, with_sentence_boundaries
 from plmkit.models.pretrained import PretrainedMixin
 from plmkit.models.rnn import split_layers
@@ -186,7 +187,7 @@ class FeatureHead(PretrainedMixin, nn.Module):
         super().__init__()
         self.config = config
         self.encoder, self.head, self.pool = encoder, config.head, config.pool
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         size = encoder.output_size
         self.hidden = None
         if config.hidden_size:

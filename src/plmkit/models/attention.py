@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from plmkit.models.dropout import dropout as drop
+
 
 def split_heads(states: Tensor, num_heads: int) -> Tensor:
     """(batch, length, d_model) → (batch, heads, length, d_k)."""
@@ -110,23 +112,31 @@ def scaled_dot_product_attention(
     kernel for its built-in causal mask instead (only valid without a bias and without a cache).
     Returns the attended values and, when ``return_probabilities``, the attention weights.
     """
-    if not return_probabilities:
+    if not return_probabilities and not (dropout > 0.0 and cheaper_dropout_here(queries)):
         context = F.scaled_dot_product_attention(
             queries, keys, values, attn_mask=bias, dropout_p=dropout, is_causal=is_causal
         )
         return context, None
-    scores = queries @ keys.transpose(-2, -1) / math.sqrt(queries.size(-1))
+    scale = 1.0 / math.sqrt(queries.size(-1))
+    scores = queries @ keys.transpose(-2, -1)
     if is_causal:
         length_q, length_k = scores.shape[-2:]
         blocked = torch.ones(length_q, length_k, dtype=torch.bool, device=scores.device).triu(
             1 + length_k - length_q
         )
         scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
-    if bias is not None:
-        scores = scores + bias
+    # M + scores·scale in one pass (the matrix product's output is not needed for backward)
+    scores = scores.mul_(scale) if bias is None else torch.add(bias, scores, alpha=scale)
     probabilities = scores.softmax(dim=-1)
-    context = F.dropout(probabilities, p=dropout) @ values
+    context = drop(probabilities, dropout) @ values
     return context, probabilities
+
+
+def cheaper_dropout_here(queries: Tensor) -> bool:
+    """Whether attention dropout is cheaper written out than inside the fused kernel: on the CPU
+    PyTorch's kernel falls back to its own unfused path when dropping, and draws the mask one
+    element at a time; :mod:`plmkit.models.dropout` draws it four elements per number."""
+    return queries.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 def masked_mean(states: Tensor, attention_mask: Tensor) -> Tensor:
@@ -297,9 +307,7 @@ class MultiHeadAttention(nn.Module):
             if static_keys_values is None:
                 static_keys_values = self.project_keys_values(key_value_states)
             return (queries, *static_keys_values)
-        queries, keys, values = self.project_self(hidden_states)
-        if packed is not None:  # the projections ran on real tokens; attention needs the batch
-            queries, keys, values = (unpack(t, packed) for t in (queries, keys, values))
+        queries, keys, values = self.project_self(hidden_states, packed)
         return heads_of_self_attention(queries, keys, values, self.num_heads, cache)
 
     def project_keys_values(self, key_value_states: Tensor) -> tuple[Tensor, Tensor]:
@@ -309,12 +317,18 @@ class MultiHeadAttention(nn.Module):
         return split_heads(keys, self.num_heads), split_heads(values, self.num_heads)
 
     # ----------------------------------------------------------------------------- projections
-    def project_self(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x W^Q, x W^K, x W^V, (…, d_model) each."""
+    def project_self(self, hidden_states: Tensor, packed: PackedTokens | None = None,
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+        """x W^Q, x W^K, x W^V, (…, d_model) each. ``packed``: x holds the real tokens only;
+        the projections come back in the (batch, length) layout attention needs."""
         if not self.fuse_qkv or not self._stackable():
-            return self.query(hidden_states), self.key(hidden_states), self.value(hidden_states)
+            parts = self.query(hidden_states), self.key(hidden_states), self.value(hidden_states)
+            return parts if packed is None else tuple(unpack(t, packed) for t in parts)
         weight, bias = self.fused_projection("qkv")
-        return F.linear(hidden_states, weight, bias).chunk(3, dim=-1)
+        projected = F.linear(hidden_states, weight, bias)
+        if packed is not None:  # one scatter of the (tokens, 3·d_model) product, not three
+            projected = unpack(projected, packed)
+        return projected.chunk(3, dim=-1)
 
     def project_memory(self, key_value_states: Tensor) -> tuple[Tensor, Tensor]:
         """m W^K, m W^V of the encoder output m (cross-attention)."""

@@ -33,6 +33,7 @@ from plmkit.errors import PlmError
 from plmkit.models.activations import ACTIVATIONS
 from plmkit.models.attention import (MultiHeadAttention, PackedTokens, attention_bias, pack,
                                      unpack)
+from plmkit.models.dropout import Dropout
 from plmkit.models.pretrained import (MAX_LAYERS, PretrainedMixin, check_model_size,
                                       normalise_label_maps)
 
@@ -174,7 +175,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.max_positions = config.max_position_embeddings
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
@@ -206,7 +207,7 @@ class BertSelfOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
         self.LayerNorm = _layer_norm(config) if config.layer_norm_position == "post" else None
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: Tensor, residual: Tensor) -> Tensor:
         out = residual + self.dropout(self.dense(hidden_states))
@@ -254,7 +255,7 @@ class BertOutput(BertSelfOutput):
         nn.Module.__init__(self)
         self.dense = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.use_bias)
         self.LayerNorm = _layer_norm(config) if config.layer_norm_position == "post" else None
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
 
 class BertLayer(nn.Module):
@@ -529,7 +530,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.num_labels = config.num_labels
         self.bert = BertModel(config)
         dropout = config.classifier_dropout
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.dropout = Dropout(config.hidden_dropout_prob if dropout is None else dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.init_weights()
 
@@ -561,7 +562,7 @@ class BertForTokenClassification(BertPreTrainedModel):
         self.num_labels = config.num_labels
         self.bert = BertModel(config, add_pooling_layer=False)
         dropout = config.classifier_dropout
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.dropout = Dropout(config.hidden_dropout_prob if dropout is None else dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.init_weights()
 

@@ -28,6 +28,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from plmkit.config import FieldRules, config_from_dict, validate_fields
 from plmkit.errors import PlmError
 from plmkit.models.attention import masked_mean
+from plmkit.models.dropout import Dropout
 from plmkit.models.pretrained import MAX_LAYERS, PretrainedMixin
 
 
@@ -98,7 +99,7 @@ class ElmoBiLM(PretrainedMixin, nn.Module):
         self.backward_layers = nn.ModuleList(
             nn.LSTM(d, h, proj_size=d if h > d else 0, batch_first=True)
             for _ in range(config.num_layers))
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.softmax = nn.Linear(d, config.vocab_size)
 
     @property
@@ -201,7 +202,7 @@ class ElmoEncoder(nn.Module):
             parameter.requires_grad_(False)
         self.mixes = nn.ModuleList(ScalarMix(bilm.num_representation_layers)
                                    for _ in range(num_output_representations))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     @property
     def output_size(self) -> int:

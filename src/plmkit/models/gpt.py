@@ -40,6 +40,7 @@ from plmkit.models.activations import ACTIVATIONS
 from plmkit.models.attention import (KeyValueCache, attention_bias, heads_of_self_attention,
                                      merge_heads, scaled_dot_product_attention)
 from plmkit.models.bert import PROBLEM_TYPES
+from plmkit.models.dropout import Dropout
 from plmkit.models.pretrained import (HF_GENERIC_KEYS, MAX_LAYERS, PretrainedMixin,
                                       check_model_size, normalise_label_maps)
 
@@ -244,7 +245,7 @@ class GPTAttention(nn.Module):
         self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd)
         self.c_proj = Conv1D(config.n_embd, config.n_embd)
         self.attn_pdrop = config.attn_pdrop
-        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        self.resid_dropout = Dropout(config.resid_pdrop)
 
     def forward(self, hidden_states: Tensor, bias: Tensor | None, is_causal: bool,
                 cache: KeyValueCache | None = None,
@@ -270,7 +271,7 @@ class GPTMLP(nn.Module):
         self.c_fc = Conv1D(config.n_embd, config.inner_size)
         self.c_proj = Conv1D(config.inner_size, config.n_embd)
         self.act = ACTIVATIONS[config.activation_function]
-        self.dropout = nn.Dropout(config.resid_pdrop)
+        self.dropout = Dropout(config.resid_pdrop)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         return self.dropout(self.c_proj(self.act(self.c_fc(hidden_states))))
@@ -369,7 +370,7 @@ class GPTModel(GPTPreTrainedModel):
         super().__init__(config)
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
-        self.drop = nn.Dropout(config.embd_pdrop)
+        self.drop = Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(GPTBlock(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.init_weights()

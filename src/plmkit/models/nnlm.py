@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from plmkit.config import FieldRules, validate_fields
 from plmkit.errors import PlmError
+from plmkit.models.dropout import Dropout
 from plmkit.models.pretrained import PretrainedMixin
 
 
@@ -82,7 +83,7 @@ class NNLM(PretrainedMixin, nn.Module):
         self.W = (nn.Linear(window, config.vocab_size, bias=False)
                   if config.direct_connection else None)
         self.b = nn.Parameter(torch.zeros(config.vocab_size))
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

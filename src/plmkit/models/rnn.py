@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from plmkit.config import FieldRules, validate_fields
 from plmkit.errors import PlmError
+from plmkit.models.dropout import Dropout
 from plmkit.models.nnlm import LMOutput, language_model_loss
 from plmkit.models.pretrained import MAX_LAYERS, PretrainedMixin
 
@@ -79,7 +80,7 @@ class RNNLanguageModel(PretrainedMixin, nn.Module):
         else:
             self.rnn = nn.RNN(config.embedding_size, config.hidden_size, config.num_layers,
                               nonlinearity="tanh", dropout=between, batch_first=True)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
         self.reset_parameters()
         self.tie_weights()

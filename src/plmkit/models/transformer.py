@@ -39,6 +39,7 @@ from plmkit.config import FieldRules, validate_fields
 from plmkit.errors import PlmError
 from plmkit.models.activations import ACTIVATIONS
 from plmkit.models.attention import KeyValueCache, MultiHeadAttention, attention_bias
+from plmkit.models.dropout import Dropout
 from plmkit.models.pretrained import MAX_LAYERS, PretrainedMixin, check_model_size
 
 
@@ -208,7 +209,7 @@ class TransformerEmbeddings(nn.Module):
                                  sinusoidal_positions(config.max_position_embeddings,
                                                       config.d_model),
                                  persistent=False)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, input_ids: Tensor, token_embeddings: nn.Embedding,
                 past_length: int = 0) -> Tensor:
@@ -259,7 +260,7 @@ class FeedForward(nn.Module):
         self.linear1 = nn.Linear(config.d_model, config.d_ff)
         self.linear2 = nn.Linear(config.d_ff, config.d_model)
         self.activation = ACTIVATIONS[config.activation]
-        self.dropout = nn.Dropout(config.activation_dropout)
+        self.dropout = Dropout(config.activation_dropout)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         return self.linear2(self.dropout(self.activation(self.linear1(hidden_states))))
@@ -271,7 +272,7 @@ class Residual(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.norm_first = config.norm_first
 
     def forward(self, hidden_states: Tensor, sublayer: Any) -> Tensor:
