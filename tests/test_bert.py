@@ -340,3 +340,17 @@ def test_skipping_padding_changes_nothing_at_real_tokens(tiny_bert_kwargs):
     for a, b in zip(dense.hidden_states, packed.hidden_states):
         assert (a - b)[real].abs().max() < 1e-5
     assert (dense_grad - packed_grad).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_vocabulary_cross_entropy_equals_torchs_loss_and_gradient(dtype):
+    torch.manual_seed(0)
+    logits = (torch.randn(37, 1000) * 3).to(dtype).requires_grad_()
+    targets = torch.randint(0, 1000, (37,))
+    loss = ours.VocabularyCrossEntropy.apply(logits, targets)
+    (grad_ours,) = torch.autograd.grad(loss * 2.5, logits)
+    reference = torch.nn.functional.cross_entropy(logits.float(), targets)
+    (grad_reference,) = torch.autograd.grad(reference * 2.5, logits)
+    assert loss.dtype == torch.float32 and grad_ours.dtype == dtype
+    torch.testing.assert_close(loss, reference, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad_ours, grad_reference)

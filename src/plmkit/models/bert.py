@@ -429,6 +429,32 @@ class BertPreTrainingHeads(nn.Module):
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
 
 
+class VocabularyCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of (rows, vocabulary) logits, in fp32, its gradient written directly.
+
+    Why not ``F.cross_entropy``: over a 30k vocabulary, its backward zeroes a rows × 30k tensor,
+    scatters the targets into it and runs log-softmax's general backward over both. Knowing the
+    gradient is softmax − one-hot, the backward here is one exponential of the saved
+    log-probabilities and a subtraction at the targets: the same loss and gradient (tested) for
+    less time in the masked-LM loss.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, targets: Tensor) -> Tensor:  # type: ignore[override]
+        log_probabilities = logits.float().log_softmax(dim=-1)
+        loss = -log_probabilities.gather(1, targets[:, None]).mean()
+        ctx.save_for_backward(log_probabilities, targets)
+        ctx.input_dtype = logits.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        log_probabilities, targets = ctx.saved_tensors
+        gradient = log_probabilities.exp()
+        gradient[torch.arange(targets.numel(), device=targets.device), targets] -= 1.0
+        return gradient.mul_(grad / targets.numel()).to(ctx.input_dtype), None
+
+
 def masked_lm_logits(head: BertLMPredictionHead, states: Tensor, labels: Tensor | None,
                      sparse: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """MLM logits and loss; with ``sparse`` only at the masked positions.
@@ -446,7 +472,7 @@ def masked_lm_logits(head: BertLMPredictionHead, states: Tensor, labels: Tensor 
         return logits, loss, None
     masked = labels != -100
     logits = head(states[masked])
-    loss = F.cross_entropy(logits.float(), labels[masked]) if logits.numel() else \
+    loss = VocabularyCrossEntropy.apply(logits, labels[masked]) if logits.numel() else \
         states.sum() * 0.0
     return logits, loss, masked
 
