@@ -295,3 +295,15 @@ def test_bf16_serving_stores_linears_in_bf16_once_with_the_same_answers(folders)
     store_linears_in_bf16(mlm)
     assert mlm.cls.predictions.decoder.weight.dtype == torch.float32
     assert mlm.cls.predictions.decoder.weight is mlm.bert.embeddings.word_embeddings.weight
+
+
+def test_the_screenshot_script_asks_for_a_model():
+    """docs/screenshots.py (the README's pictures) refuses to run with nothing to show."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "docs" / "screenshots.py"
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "give at least one model" in result.stderr

@@ -2,8 +2,9 @@
 system browser), against ``plm serve`` started here on a free loopback port with real small
 checkpoints (MiniLM and tiny models built in the test). Types, clicks and reads the DOM: the
 fill-mask bars, the highlighted entities, the QA answer, the streamed tokens, an attention head's
-SVG lines. ``PLMKIT_SCREENSHOTS=DIR`` keeps a screenshot of each view (the README's come from
-``PLMKIT_SCREENSHOTS=docs``). Then SIGTERM: the server exits 0.
+SVG lines. ``PLMKIT_SCREENSHOTS=DIR`` keeps a screenshot of each view with these tiny models (the
+README's pictures come from trained ones, through ``docs/screenshots.py``). Then SIGTERM: the
+server exits 0.
 
 Skips only when Chromium or Playwright is absent; ``make test`` installs both.
 """
