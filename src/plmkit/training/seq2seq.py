@@ -209,6 +209,7 @@ def _corpus(value: list[str] | None, setup: TranslationSetup, split: str,
 
 
 def _tokenizer(setup: TranslationSetup, train: ParallelCorpus, output_dir: Path, resume: Any,
+               progress: bool,
                log: Callable[[str], None]) -> Any:
     if setup.tokenizer:
         return load_tokenizer(setup.tokenizer)
@@ -224,12 +225,12 @@ def _tokenizer(setup: TranslationSetup, train: ParallelCorpus, output_dir: Path,
     log(f"training a joint WordPiece vocabulary of {setup.vocab_size:,} on both sides "
         f"({'uncased' if setup.lowercase else 'cased'})")
     return train_joint_vocabulary(train.pairs, vocab_size=setup.vocab_size,
-                                  lowercase=setup.lowercase)
+                                  lowercase=setup.lowercase, show_progress=progress)
 
 
 def load_translation_data(setup: TranslationSetup, *, output_dir: str | Path = ".",
-                          resume: Any = False,
-                          log: Callable[[str], None] = print) -> TranslationData:
+                          resume: Any = False, log: Callable[[str], None] = print,
+                          progress: bool = True) -> TranslationData:
     """Read the corpora (sizes printed), get the vocabulary, encode (truncations counted)."""
     dev_value, test_value = setup.dev, setup.test
     if len(setup.train) == 1 and setup.train[0] in BUILTIN_CORPORA:
@@ -239,7 +240,7 @@ def load_translation_data(setup: TranslationSetup, *, output_dir: str | Path = "
     dev = _corpus(dev_value, setup, "dev", log)
     test = _corpus(test_value, setup, "test", log)
     assert train is not None
-    tokenizer = _tokenizer(setup, train, Path(output_dir), resume, log)
+    tokenizer = _tokenizer(setup, train, Path(output_dir), resume, progress, log)
     train_set, report = encode_parallel(train.pairs, tokenizer, max_length=setup.max_length)
     if report.warning():
         log(f"train: {report.warning()}")
@@ -274,7 +275,8 @@ def train_translation(setup: TranslationSetup, training: Any, *,
     passed in from the evaluation layer) adds dev exact match and BLEU to each evaluation."""
     from plmkit.training.trainer import Trainer, seed_everything
 
-    data = load_translation_data(setup, output_dir=training.output_dir, resume=resume, log=log)
+    data = load_translation_data(setup, output_dir=training.output_dir, resume=resume, log=log,
+                                 progress=training.progress)
     seed_everything(training.seed)  # the initial weights are drawn here: --seed reproduces them
     model = build_translation_model(setup, data.tokenizer)
     log(f"model: Transformer {setup.size}, {model.num_parameters():,} parameters, "
