@@ -19,23 +19,15 @@ import asyncio
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, percentile, table  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def sentences(count: int = 400) -> list[str]:
@@ -108,20 +100,13 @@ HF_APP = textwrap.dedent('''
 
 
 def start(command: list[str], port: int) -> subprocess.Popen:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-            return process
-        except urllib.error.HTTPError:
-            return process  # answering (the HF app has no /v1/models)
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(process.stderr.read().decode()[-2000:])
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError(f"server on {port} did not start")
+    """Run a server command and wait until it answers on ``port`` (the HF app has no
+    ``/health``: any HTTP answer to ``/v1/models`` counts)."""
+    from plmkit.serve.launch import wait_until_answering
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_until_answering(f"http://127.0.0.1:{port}", process, path="/v1/models")
+    return process
 
 
 # One client process drives about this many clients before it, not the server, is the
@@ -216,6 +201,7 @@ def main() -> None:
     args = parser.parse_args()
     print(machine())
     from plmkit.datasets import minilm_dir
+    from plmkit.serve import launch
 
     texts = sentences()
     rows = []
@@ -224,7 +210,7 @@ def main() -> None:
         hf_app = Path(scratch) / "hf_app.py"
         hf_app.write_text(HF_APP)
         for side in args.sides:
-            port = free_port()
+            port = launch.free_port()
             if side == "hf":
                 command = [sys.executable, str(hf_app), str(classify), str(minilm_dir()), str(port)]
             else:

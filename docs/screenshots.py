@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 # What each view types, and the selector that says the answer is drawn.
@@ -31,32 +27,6 @@ QA_CONTEXT = "Every morning the children run to the park before school."
 GENERATE_PROMPT = "The cat"
 TRANSLATE_TEXT = "A man is playing a guitar."
 EMBED_TEXT = "A man is playing a guitar.\nSomeone plays an instrument.\nThe stock market fell today."
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(models: dict[str, Path], log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command = [sys.executable, "-m", "plmkit.cli", "serve",
-               *(f"{name}={folder}" for name, folder in models.items()), "--port", str(port)]
-    with open(log, "w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(base + "/health", timeout=1)
-            return process, base
-        except OSError:
-            if process.poll() is not None:
-                raise SystemExit(f"plm serve exited:\n{log.read_text()[-2000:]}")
-            time.sleep(0.5)
-    process.kill()
-    raise SystemExit("plm serve did not answer /health in 300 s")
 
 
 class Shooter:
@@ -98,52 +68,36 @@ class Shooter:
             self.page.wait_for_selector("#att-view figure.att-mini")
             self.keep(f"{name}-heads")
 
-    def classify(self, model: str) -> None:
-        self.open(model, "classify")
-        self.page.fill("#cls-input", CLASSIFY_TEXT)
-        self.page.click("#cls-run")
-        self.page.wait_for_selector("#cls-output .bar")
-        self.keep("classify")
+    def form(self, model: str, tab: str, fields: dict[str, str], button: str, ready: str,
+             name: str | None = None) -> None:
+        """Fill ``fields`` (selector → text), press ``button``, wait until the JS expression
+        ``ready`` holds, keep the picture."""
+        self.open(model, tab)
+        for selector, text in fields.items():
+            self.page.fill(selector, text)
+        self.page.click(button)
+        self.page.wait_for_function(ready, timeout=120_000)
+        self.keep(name or tab)
 
-    def ner(self, model: str) -> None:
-        self.open(model, "ner")
-        self.page.fill("#ner-input", NER_TEXT)
-        self.page.click("#ner-run")
-        self.page.wait_for_function("document.querySelector('#ner-output').textContent.length > 0")
-        self.keep("ner")
 
-    def qa(self, model: str) -> None:
-        self.open(model, "qa")
-        self.page.fill("#qa-question", QA_QUESTION)
-        self.page.fill("#qa-context", QA_CONTEXT)
-        self.page.click("#qa-run")
-        self.page.wait_for_function("document.querySelector('#qa-score').textContent.length > 0")
-        self.keep("qa")
+def has_text(selector: str) -> str:
+    return f"document.querySelector('{selector}').textContent.length > 0"
 
-    def generate(self, model: str) -> None:
-        self.open(model, "generate")
-        self.page.fill("#gen-prompt", GENERATE_PROMPT)
-        self.page.fill("#gen-temperature", "0.8")
-        self.page.fill("#gen-max", "60")
-        self.page.click("#gen-run")
-        self.page.wait_for_function("document.querySelector('#gen-output').dataset.done === '1'",
-                                    timeout=120_000)
-        self.keep("generate")
 
-    def translate(self, model: str) -> None:
-        self.open(model, "translate")
-        self.page.fill("#tr-input", TRANSLATE_TEXT)
-        self.page.click("#tr-run")
-        self.page.wait_for_function("document.querySelector('#tr-output').textContent.length > 0",
-                                    timeout=120_000)
-        self.keep("translate")
-
-    def embed(self, model: str) -> None:
-        self.open(model, "embed")
-        self.page.fill("#emb-input", EMBED_TEXT)
-        self.page.click("#emb-run")
-        self.page.wait_for_selector("#emb-output td")
-        self.keep("embed")
+# view name → (tab, fields, button, ready): the forms that differ only in what they type
+FORMS = {
+    "classify": ("classify", {"#cls-input": CLASSIFY_TEXT}, "#cls-run",
+                 "document.querySelectorAll('#cls-output .bar').length > 0"),
+    "ner": ("ner", {"#ner-input": NER_TEXT}, "#ner-run", has_text("#ner-output")),
+    "qa": ("qa", {"#qa-question": QA_QUESTION, "#qa-context": QA_CONTEXT}, "#qa-run",
+           has_text("#qa-score")),
+    "gpt": ("generate", {"#gen-prompt": GENERATE_PROMPT, "#gen-temperature": "0.8",
+                         "#gen-max": "60"}, "#gen-run",
+            "document.querySelector('#gen-output').dataset.done === '1'"),
+    "translate": ("translate", {"#tr-input": TRANSLATE_TEXT}, "#tr-run", has_text("#tr-output")),
+    "encoder": ("embed", {"#emb-input": EMBED_TEXT}, "#emb-run",
+                "document.querySelectorAll('#emb-output td').length > 0"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
     args.output.mkdir(parents=True, exist_ok=True)
-    process, base = start_server(models, args.output / "screenshots-serve.log")
+    from plmkit.serve.launch import start_serve
+
+    process, base = start_serve([f"{name}={folder}" for name, folder in models.items()],
+                                args.output / "screenshots-serve.log", timeout=300)
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=browser_path, headless=True,
@@ -179,10 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                 shoot.attention("mlm", "attention-ours")
             if "encoder" in models:
                 shoot.attention("encoder", "attention", heads=True)
-                shoot.embed("encoder")
-            for name in ("classify", "ner", "qa", "gpt", "translate"):
+            for name, (tab, fields, button, ready) in FORMS.items():
                 if name in models:
-                    getattr(shoot, "generate" if name == "gpt" else name)(name)
+                    shoot.form(name, tab, fields, button, ready)
             if "translate" in models:
                 shoot.attention("translate", "attention-cross", text=TRANSLATE_TEXT, hover=2)
             browser.close()

@@ -307,3 +307,15 @@ def test_the_screenshot_script_asks_for_a_model():
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert result.returncode == 2
     assert "give at least one model" in result.stderr
+
+
+def test_start_serve_says_why_a_server_did_not_come_up(tmp_path):
+    """plmkit.serve.launch: a child `plm serve` that exits (here: a folder that is not there)
+    is an error carrying its own last words, not a wait until the timeout."""
+    from plmkit.errors import PlmError
+    from plmkit.serve.launch import start_serve
+
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(PlmError, match="exited with code 2") as raised:
+        start_serve([str(missing)], tmp_path / "serve.log", timeout=60)
+    assert "no-such-model" in str(raised.value)

@@ -14,10 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -32,37 +28,21 @@ if CHROMIUM is None:
 
 from _serve_models import build_models  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from plmkit.errors import PlmError  # noqa: E402
+from plmkit.serve.launch import start_serve  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, minilm_dir):
     folders = build_models(tmp_path_factory.mktemp("browser-models"))
-    port = free_port()
     log = tmp_path_factory.mktemp("server-log") / "serve.log"
-    command = [sys.executable, "-m", "plmkit.cli", "serve", f"minilm={minilm_dir}",
-               f"mlm={folders['mlm']}", f"ner={folders['ner']}", f"qa={folders['qa']}",
-               f"sentiment={folders['sentiment']}", f"gpt={folders['gpt']}",
-               f"mt={folders['mt']}", "--port", str(port), "--threads", "1"]
-    with open(log, "w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(base + "/health", timeout=1)
-            break
-        except OSError:
-            if process.poll() is not None:
-                pytest.fail(f"plm serve exited: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("plm serve did not answer /health in 120 s")
+    arguments = [f"minilm={minilm_dir}", f"mlm={folders['mlm']}", f"ner={folders['ner']}",
+                 f"qa={folders['qa']}", f"sentiment={folders['sentiment']}",
+                 f"gpt={folders['gpt']}", f"mt={folders['mt']}", "--threads", "1"]
+    try:
+        process, base = start_serve(arguments, log, timeout=120)
+    except PlmError as error:
+        pytest.fail(str(error))
     yield {"base": base, "process": process, "log": log}
     if process.poll() is None:
         process.kill()
