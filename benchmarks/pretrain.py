@@ -121,7 +121,7 @@ def build_step(variant: str):
                 else contextlib.nullcontext())
 
     def step(batch):
-        with autocast, torch_dropout(variant == "plmkit-torch-dropout", model):
+        with autocast, torch_dropout(variant == "plmkit-torch-dropout"):
             out = run(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                       token_type_ids=batch["token_type_ids"], labels=batch["labels"],
                       next_sentence_label=batch["next_sentence_label"])
@@ -134,27 +134,21 @@ def build_step(variant: str):
 
 
 @contextlib.contextmanager
-def torch_dropout(active: bool, model: torch.nn.Module):
-    """For one step, plmkit's model with PyTorch's own dropout: every ``Dropout`` module runs
-    ``nn.Dropout.forward`` and attention drops inside SDPA (the steps of other variants,
-    interleaved in this process, keep plmkit's)."""
+def torch_dropout(active: bool):
+    """For one step, plmkit's model with PyTorch's own dropout (``F.dropout``, and attention
+    dropout inside SDPA): the cheaper CPU mask is switched off where it is decided; the steps of
+    other variants, interleaved in this process, keep it."""
     if not active:
         yield
         return
-    from plmkit.models import attention
-    from plmkit.models.dropout import Dropout
+    from plmkit.models import dropout
 
-    layers = [m for m in model.modules() if isinstance(m, Dropout)]
-    cheaper = attention.cheaper_dropout_here
-    attention.cheaper_dropout_here = lambda queries: False
-    for layer in layers:
-        layer.forward = torch.nn.Dropout.forward.__get__(layer)
+    cheap = dropout.cheap_mask_applies
+    dropout.cheap_mask_applies = lambda states: False
     try:
         yield
     finally:
-        attention.cheaper_dropout_here = cheaper
-        for layer in layers:
-            del layer.forward
+        dropout.cheap_mask_applies = cheap
 
 
 def worker(variant: str, batches_path: Path, steps: int) -> dict:

@@ -99,13 +99,15 @@ HF_APP = textwrap.dedent('''
 ''')
 
 
-def start(command: list[str], port: int) -> subprocess.Popen:
-    """Run a server command and wait until it answers on ``port`` (the HF app has no
-    ``/health``: any HTTP answer to ``/v1/models`` counts)."""
+def start(command: list[str], port: int, log: Path) -> subprocess.Popen:
+    """Run a server command, its output in ``log``, and wait until it answers on ``port`` (the HF
+    app has no ``/health``: any HTTP answer to ``/v1/models`` counts); if it dies, the error
+    carries its last output."""
     from plmkit.serve.launch import wait_until_answering
 
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    wait_until_answering(f"http://127.0.0.1:{port}", process, path="/v1/models")
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    wait_until_answering(f"http://127.0.0.1:{port}", process, path="/v1/models", log=log)
     return process
 
 
@@ -217,7 +219,7 @@ def main() -> None:
                 command = [sys.executable, "-m", "plmkit.cli", "serve", f"classify={classify}",
                            f"minilm={minilm_dir()}", "--port", str(port), "--max-queue", "4096",
                            "--max-length", "64", *(["--no-batching"] if side == "unbatched" else [])]
-            process = start(command, port)
+            process = start(command, port, Path(scratch) / f"{side}.log")
             try:
                 for workload, path in (("classify", "/v1/models/classify/classify"),
                                        ("embed", "/v1/models/minilm/embed")):

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from plmkit.models.attention import attention_bias, scaled_dot_product_attention
-from plmkit.models.dropout import Dropout, dropout, keep_mask
+from plmkit.models.dropout import Dropout, cheap_mask_applies, dropout, keep_mask
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
@@ -99,3 +99,10 @@ def test_attention_with_dropout_is_the_formula_with_the_drawn_mask():
     explicit, _ = scaled_dot_product_attention(queries, keys, values, bias,
                                                return_probabilities=True)
     torch.testing.assert_close(fused, explicit)
+
+
+def test_the_cheap_mask_is_a_cpu_matter():
+    """One predicate decides for dropout layers and attention alike."""
+    assert cheap_mask_applies(torch.zeros(2))
+    if torch.cuda.is_available():
+        assert not cheap_mask_applies(torch.zeros(2, device="cuda"))

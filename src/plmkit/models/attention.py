@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plmkit.models.dropout import dropout as drop
+from plmkit.models import dropout as cpu_dropout
 
 
 def split_heads(states: Tensor, num_heads: int) -> Tensor:
@@ -112,7 +112,10 @@ def scaled_dot_product_attention(
     kernel for its built-in causal mask instead (only valid without a bias and without a cache).
     Returns the attended values and, when ``return_probabilities``, the attention weights.
     """
-    if not return_probabilities and not (dropout > 0.0 and cheaper_dropout_here(queries)):
+    # With dropout on the CPU, PyTorch's kernel falls back to its unfused path and draws the mask
+    # one element at a time: written out here, the mask is drawn four elements per number.
+    written_out = dropout > 0.0 and cpu_dropout.cheap_mask_applies(queries)
+    if not return_probabilities and not written_out:
         context = F.scaled_dot_product_attention(
             queries, keys, values, attn_mask=bias, dropout_p=dropout, is_causal=is_causal
         )
@@ -128,15 +131,8 @@ def scaled_dot_product_attention(
     # M + scores·scale in one pass (the matrix product's output is not needed for backward)
     scores = scores.mul_(scale) if bias is None else torch.add(bias, scores, alpha=scale)
     probabilities = scores.softmax(dim=-1)
-    context = drop(probabilities, dropout) @ values
+    context = cpu_dropout.dropout(probabilities, dropout) @ values
     return context, probabilities
-
-
-def cheaper_dropout_here(queries: Tensor) -> bool:
-    """Whether attention dropout is cheaper written out than inside the fused kernel: on the CPU
-    PyTorch's kernel falls back to its own unfused path when dropping, and draws the mask one
-    element at a time; :mod:`plmkit.models.dropout` draws it four elements per number."""
-    return queries.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 def masked_mean(states: Tensor, attention_mask: Tensor) -> Tensor:

@@ -37,11 +37,18 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     return lanes.ge(threshold).view(shape), threshold / LANE_LEVELS
 
 
+def cheap_mask_applies(states: Tensor) -> bool:
+    """Where :func:`dropout` draws the cheaper mask: CPU tensors, outside ``torch.compile``.
+    Attention asks too (:func:`~plmkit.models.attention.scaled_dot_product_attention` writes
+    attention out instead of calling the fused kernel only where this holds)."""
+    return states.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 def dropout(states: Tensor, p: float, training: bool = True) -> Tensor:
     """``F.dropout(states, p, training)``, with the cheaper mask on the CPU."""
     if not training or p == 0.0:
         return states
-    if states.device.type != "cpu" or torch.compiler.is_compiling() or p >= 1.0:
+    if not cheap_mask_applies(states) or p >= 1.0:
         return F.dropout(states, p, training)
     keep, quantised = keep_mask(states.shape, p, states.device)
     if quantised >= 1.0:
@@ -65,4 +72,4 @@ class Dropout(nn.Dropout):
         return dropout(input, self.p, self.training)
 
 
-__all__ = ["Dropout", "dropout", "keep_mask"]
+__all__ = ["Dropout", "cheap_mask_applies", "dropout", "keep_mask"]

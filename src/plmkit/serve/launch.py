@@ -10,7 +10,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO
 
 from plmkit.errors import PlmError
 
@@ -48,7 +47,6 @@ def start_serve(arguments: list[str], log: Path, *, timeout: float = 180.0
     base URL once ``/health`` answers."""
     port = free_port()
     command = [sys.executable, "-m", "plmkit.cli", "serve", *arguments, "--port", str(port)]
-    output: IO[str]
     with open(log, "w") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
