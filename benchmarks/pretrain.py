@@ -40,6 +40,8 @@ VARIANTS = {
     "plmkit-compile": "plmkit as above + torch.compile, fp32",
     "plmkit-torch-dropout": "plmkit as 'plmkit' but with PyTorch's dropout (F.dropout, and "
                             "attention dropout inside SDPA): the loss curve to compare with",
+    "plmkit-dense-lookup": "plmkit as 'plmkit' but the tied word embedding's lookup gets a dense "
+                           "gradient (vocabulary x hidden zeros, then summed into the decoder's)",
 }
 
 
@@ -107,6 +109,8 @@ def build_step(variant: str):
                                      if "position_ids" not in k and "token_type_ids" not in k},
                                     source="hf")
         del reference
+        if variant == "plmkit-dense-lookup":
+            model.bert.embeddings.tied_to_decoder = False
     model.train()
     # fused AdamW on both sides: what each trainer runs by default (plm's build_optimizer, and
     # transformers' Trainer with torch >= 2.8: optim "adamw_torch_fused")

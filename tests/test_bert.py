@@ -342,6 +342,30 @@ def test_skipping_padding_changes_nothing_at_real_tokens(tiny_bert_kwargs):
     assert (dense_grad - packed_grad).abs().max() < 1e-5
 
 
+def test_tied_word_embeddings_get_the_same_dense_gradient(tiny_bert_kwargs):
+    """Under a tied decoder the lookup's gradient is taken sparse and added into the decoder's:
+    the parameter's .grad is dense and equals the all-dense gradient, over two accumulated
+    micro-batches; a bare encoder keeps the dense lookup."""
+    torch.manual_seed(0)
+    model = ours.BertForPreTraining(ours.BertConfig(**tiny_bert_kwargs))
+    assert model.bert.embeddings.tied_to_decoder
+    assert not ours.BertModel(ours.BertConfig(**tiny_bert_kwargs)).embeddings.tied_to_decoder
+    input_ids, attention_mask, token_type_ids = padded_batch(99)
+    labels = torch.full_like(input_ids, -100)
+    labels[:, 2] = input_ids[:, 2]
+    grads = {}
+    for tied in (False, True):
+        model.bert.embeddings.tied_to_decoder = tied
+        model.zero_grad(set_to_none=True)
+        for _ in range(2):
+            model(input_ids, attention_mask, token_type_ids, labels=labels,
+                  next_sentence_label=torch.tensor([0, 1, 0])).loss.backward()
+        grads[tied] = model.bert.embeddings.word_embeddings.weight.grad
+    assert not grads[True].is_sparse
+    torch.testing.assert_close(grads[True], grads[False], rtol=1e-5, atol=1e-7)
+    assert grads[True][input_ids[0, 0]].abs().sum() > 0
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_vocabulary_cross_entropy_equals_torchs_loss_and_gradient(dtype):
     torch.manual_seed(0)
