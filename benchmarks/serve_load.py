@@ -199,7 +199,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--soak", type=float, default=120.0, help="0 = no soak")
-    parser.add_argument("--sides", nargs="+", default=["batched", "unbatched", "hf"])
+    parser.add_argument("--sides", nargs="+", default=["batched", "unbatched", "hf"],
+                        choices=["batched", "no-buckets", "unbatched", "hf"],
+                        help="no-buckets: batched, each batch at its own shape (--no-shape-buckets)")
     args = parser.parse_args()
     print(machine())
     from plmkit.datasets import minilm_dir
@@ -218,8 +220,10 @@ def main() -> None:
             else:
                 command = [sys.executable, "-m", "plmkit.cli", "serve", f"classify={classify}",
                            f"minilm={minilm_dir()}", "--port", str(port), "--max-queue", "4096",
-                           "--max-length", "64", *(["--no-batching"] if side == "unbatched" else [])]
+                           "--max-length", "64", *(["--no-batching"] if side == "unbatched" else []),
+                           *(["--no-shape-buckets"] if side == "no-buckets" else [])]
             process = start(command, port, Path(scratch) / f"{side}.log")
+            started_mb = rss_mb(process.pid)
             try:
                 for workload, path in (("classify", "/v1/models/classify/classify"),
                                        ("embed", "/v1/models/minilm/embed")):
@@ -229,14 +233,16 @@ def main() -> None:
                         rows.append({"side": side, "workload": workload, "clients": clients,
                                      **result})
                         print(table(rows[-1:], list(rows[-1])), flush=True)
-                if side == "batched" and args.soak:
+                print(f"{side}: RSS {started_mb:.0f} MB when ready, "
+                      f"{rss_mb(process.pid):.0f} MB after the load runs", flush=True)
+                if side in ("batched", "no-buckets") and args.soak:
                     samples = [rss_mb(process.pid)]
                     end = time.monotonic() + args.soak
                     while time.monotonic() < end:
                         load(f"http://127.0.0.1:{port}/v1/models/classify/classify", texts,
                              32, 5.0)
                         samples.append(rss_mb(process.pid))
-                    print(f"soak {args.soak:g} s at 32 clients: RSS MB "
+                    print(f"{side}: soak {args.soak:g} s at 32 clients: RSS MB "
                           f"{', '.join(f'{s:.0f}' for s in samples)} (first {samples[0]:.0f}, "
                           f"last {samples[-1]:.0f}, max {max(samples):.0f})")
             finally:

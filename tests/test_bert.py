@@ -366,6 +366,47 @@ def test_tied_word_embeddings_get_the_same_dense_gradient(tiny_bert_kwargs):
     assert grads[True][input_ids[0, 0]].abs().sum() > 0
 
 
+def test_shape_buckets_round_rows_and_lengths_up():
+    buckets = ours.ShapeBuckets(rows=(1, 2, 4, 6), length_multiple=16)
+    assert [buckets.rows_for(n) for n in (1, 2, 3, 5, 6, 7, 13)] == [1, 2, 4, 6, 6, 12, 18]
+    assert [buckets.length_for(n, 64) for n in (1, 16, 17, 60)] == [16, 16, 32, 64]
+    assert buckets.length_for(70, 64) == 70  # past the limit: left to the model's own error
+    for bad in ({"rows": ()}, {"rows": (2, 1)}, {"rows": (0, 1)}, {"length_multiple": 0}):
+        with pytest.raises(PlmError):
+            ours.ShapeBuckets(**bad)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 5])
+def test_shape_buckets_pad_the_batch_and_cut_the_same_outputs_back(tiny_bert_kwargs, rows):
+    """A batch padded to its bucket shape gives the real rows the outputs they get alone
+    (hidden states, pooled output, attention probabilities), and the forward really ran at the
+    bucket's shape."""
+    torch.manual_seed(0)
+    model = ours.BertModel(ours.BertConfig(**tiny_bert_kwargs)).eval()
+    input_ids, attention_mask, token_type_ids = padded_batch(99)
+    input_ids, attention_mask, token_type_ids = (t.repeat(2, 1)[:rows] for t in
+                                                 (input_ids, attention_mask, token_type_ids))
+    real = attention_mask.bool()
+    with torch.no_grad():
+        plain = model(input_ids, attention_mask, token_type_ids, output_attentions=True,
+                      output_hidden_states=True)
+        model.shape_buckets = ours.ShapeBuckets(rows=(1, 2, 4, 8), length_multiple=16)
+        seen = []
+        hook = model.embeddings.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+        bucketed = model(input_ids, attention_mask, token_type_ids, output_attentions=True,
+                         output_hidden_states=True)
+        hook.remove()
+    assert seen == [torch.Size([{1: 1, 3: 4, 5: 8}[rows], 32, 32])]
+    assert bucketed.last_hidden_state.shape == plain.last_hidden_state.shape
+    assert (bucketed.last_hidden_state - plain.last_hidden_state)[real].abs().max() < 1e-5
+    assert (bucketed.pooler_output - plain.pooler_output).abs().max() < 1e-5
+    for a, b in zip(bucketed.hidden_states, plain.hidden_states):
+        assert a.shape == b.shape and (a - b)[real].abs().max() < 1e-5
+    for a, b in zip(bucketed.attentions, plain.attentions):  # at the real queries
+        assert a.shape == b.shape
+        assert (a - b).abs().amax(dim=(1, 3))[real].max() < 1e-5
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_vocabulary_cross_entropy_equals_torchs_loss_and_gradient(dtype):
     torch.manual_seed(0)

@@ -285,6 +285,7 @@ def test_bf16_serving_stores_linears_in_bf16_once_with_the_same_answers(folders)
     with TestClient(create_app({"sentiment": served}, ServeSettings(precision="bf16"))) as client:
         client.post("/v1/models/sentiment/classify", json={"texts": texts}).raise_for_status()
     stored = served.modules[0]
+    stored.bert.shape_buckets = None  # the same (unpadded) shape as the reference
     linears = [m for m in stored.modules() if isinstance(m, torch.nn.Linear)]
     assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
     assert stored.bert.embeddings.word_embeddings.weight.dtype == torch.float32
@@ -295,6 +296,33 @@ def test_bf16_serving_stores_linears_in_bf16_once_with_the_same_answers(folders)
     store_linears_in_bf16(mlm)
     assert mlm.cls.predictions.decoder.weight.dtype == torch.float32
     assert mlm.cls.predictions.decoder.weight is mlm.bert.embeddings.word_embeddings.weight
+
+
+def test_bert_batches_run_at_a_few_fixed_shapes_with_the_same_answers(folders):
+    """The server pads BERT batches to bucket shapes (5 texts → 6 rows × a multiple of 16
+    tokens), so a long run meets a few dozen shapes; the answers equal unbucketed serving.
+    ``shape_buckets=False`` runs each batch at its own shape."""
+    import torch
+
+    from plmkit.models.bert import BertModel
+
+    texts = ["a good film", "a bad film", "the cat sat on the mat", "so dull", "fine acting"]
+    answers, shapes = {}, {}
+    for buckets in (False, True):
+        served = load_served("sentiment", folders["sentiment"])
+        app = create_app({"sentiment": served}, ServeSettings(shape_buckets=buckets,
+                                                               max_wait_ms=50))
+        [encoder] = [m for m in served.modules[0].modules() if isinstance(m, BertModel)]
+        assert (encoder.shape_buckets is not None) == buckets
+        seen = shapes.setdefault(buckets, [])
+        encoder.embeddings.register_forward_hook(lambda m, i, o, seen=seen: seen.append(o.shape))
+        with TestClient(app) as test_client:
+            response = test_client.post("/v1/models/sentiment/classify", json={"texts": texts})
+        answers[buckets] = [r["scores"] for r in response.json()["results"]]
+    assert shapes[True] == [torch.Size([6, 16, 32])]
+    assert shapes[False][0][0] == 5 and shapes[False][0][1] < 16
+    for plain, bucketed in zip(answers[False], answers[True]):
+        assert bucketed == pytest.approx(plain, abs=1e-5)
 
 
 def test_the_screenshot_script_asks_for_a_model():

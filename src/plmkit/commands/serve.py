@@ -18,7 +18,7 @@ from plmkit.commands._types import positive_float, positive_int
 from plmkit.errors import PlmError
 
 API_KEY_ENV = "PLMKIT_API_KEY"
-ONEDNN_SHAPES_KEPT = 16  # see run()
+ONEDNN_SHAPES_KEPT = 16  # without shape buckets; see run()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="how long a batch waits for more inputs (default 5 ms)")
     parser.add_argument("--no-batching", action="store_true",
                         help="one request, one forward pass (for comparison)")
+    parser.add_argument("--no-shape-buckets", action="store_true",
+                        help="run each BERT batch at its own shape instead of padding it to a "
+                             "few fixed ones (more kernels and memory; for comparison)")
     parser.add_argument("--max-queue", type=positive_int, default=256,
                         help="inputs waiting per model; past it requests get 503 at once")
     parser.add_argument("--timeout", type=positive_float, default=30.0,
@@ -81,6 +84,7 @@ def build(args: argparse.Namespace):
         max_queue=args.max_queue, timeout=args.timeout, max_body_bytes=args.max_body_bytes,
         max_items=args.max_items, max_length=args.max_length,
         max_new_tokens=args.max_new_tokens, batching=not args.no_batching,
+        shape_buckets=not args.no_shape_buckets,
         api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
         cors_origins=tuple(args.cors_origin), precision=args.precision)
     return create_app(models, settings), models
@@ -93,13 +97,14 @@ def run(args: argparse.Namespace) -> int:
         raise PlmError("plm serve needs uvicorn: pip install 'plmkit[serve]'",
                        field="serve") from None
     # Set before the first oneDNN primitive (the bf16 probe, the first batch). oneDNN keeps a
-    # compiled kernel and scratch memory per matrix shape, 1,024 shapes by default; a server meets
-    # a new (batch × tokens) shape with nearly every batch, so in bf16 its memory grew by 300 MB
-    # in a 2-minute soak at 32 clients. Keeping 16 shapes held it flat (+23 MB over 2 minutes,
-    # levelling off); 256 still grew 380 MB in a minute while the cache filled. Rebuilding a
-    # kernel is cheap next to a forward pass: batched throughput was unchanged and one-at-a-time
-    # requests 3-6% slower in the server (benchmarks/serve_load.py). The environment wins.
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_SHAPES_KEPT))
+    # compiled kernel and scratch memory per matrix shape, 1,024 shapes by default. With shape
+    # buckets (the default) a server meets a few dozen shapes and the default cache is right
+    # (and faster). Without them it meets a new (batch × tokens) shape with nearly every batch,
+    # and in bf16 its memory grew by 300 MB in a 2-minute soak; keeping 16 shapes held that
+    # nearly flat at the cost of rebuilding kernels (benchmarks/serve_load.py). The environment
+    # wins either way.
+    if args.no_shape_buckets:
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_SHAPES_KEPT))
     app, models = build(args)
     for name, model in models.items():
         print(f"plmkit: serving {name} ({model.kind}: {', '.join(model.endpoints)}) from "

@@ -13,7 +13,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -40,6 +40,7 @@ class ServeSettings:
     max_length: int | None = None   # tokens per input (default: each model's own limit)
     max_new_tokens: int = 256       # generation's cap
     batching: bool = True           # off: one request, one forward (the load benchmark's baseline)
+    shape_buckets: bool = True      # pad BERT batches to a few fixed shapes (flat memory)
     precision: str = "fp32"         # fp32, bf16, or auto (bf16 where this CPU computes it natively)
     api_key: str | None = None      # bearer token for /v1/* and /metrics
     cors_origins: tuple[str, ...] = ()
@@ -82,6 +83,20 @@ class _Metrics:
         return generate_latest(self.registry)
 
 
+def _use_shape_buckets(models: Iterable[ServedModel]) -> None:
+    """Every BERT encoder the models run pads its batches to fixed shapes
+    (:class:`~plmkit.models.bert.ShapeBuckets`): a server meets a new (rows × tokens) shape with
+    nearly every batch, and each new shape costs a compiled kernel and allocator memory."""
+    from plmkit.models.bert import BertModel, ShapeBuckets
+
+    buckets = ShapeBuckets()
+    for served in models:
+        for module in served.modules:
+            for sub in module.modules():
+                if isinstance(sub, BertModel):
+                    sub.shape_buckets = buckets
+
+
 def create_app(models: Mapping[str, ServedModel], settings: ServeSettings | None = None):
     """The ASGI app serving ``models`` (name → loaded model). When the settings' precision
     resolves to bf16, the models' linear weights are converted to bf16 in place
@@ -100,6 +115,8 @@ def create_app(models: Mapping[str, ServedModel], settings: ServeSettings | None
         for served in models.values():
             for module in served.modules:
                 store_linears_in_bf16(module)
+    if settings.shape_buckets:
+        _use_shape_buckets(models.values())
     batchers: dict[str, dict[str, DynamicBatcher]] = {}
     metrics_holder: dict[str, _Metrics] = {}
 
