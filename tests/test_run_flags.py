@@ -153,3 +153,11 @@ def test_resume_finds_checkpoint_n_inside_output_and_refuses_a_damaged_one(
             err = capsys.readouterr().err
             assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
             assert str(checkpoint / "config.json") in err, err
+
+
+def test_every_command_prints_its_help():
+    """`plm COMMAND --help` renders for every command: argparse %-formats help texts, so a
+    stray "%" in one (a recipe's "10% of --max-minutes") is a traceback instead of the help."""
+    for name, parser in subcommands().items():
+        text = parser.format_help()
+        assert name in text and "--help" in text, name

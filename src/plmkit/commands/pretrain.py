@@ -42,8 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, help="output folder (checkpoints, curves)")
     parser.add_argument("--config", help="TOML with [model], [training], [data] tables")
     parser.add_argument("--recipe", choices=list(RECIPES), default="bert",
+                        # argparse %-formats help: a recipe's "10%" must reach it as "10%%"
                         help="; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values())
-                        + " (the TOML file and flags override its values)")
+                        .replace("%", "%%") + " (the TOML file and flags override its values)")
     parser.add_argument("--model-size", default=None,
                         help="tiny (2/128), mini (4/256), small (4/512), medium (8/512), base (12/768)")
     parser.add_argument("--layers", type=positive_int, dest="num_hidden_layers")
