@@ -109,10 +109,37 @@ def test_the_time_clock_reaches_gpt_and_translation_from_the_command_line(tmp_pa
     settings = json.loads((checkpoint / "training_config.json").read_text())
     assert settings["schedule_clock"] == "time" and settings["max_steps"] == 0
     assert settings["min_lr_ratio"] == 0.1 and settings["warmup_ratio"] > 0
-    argv = TINY_RUNS["train-translation"](tmp_path) + ["--schedule-clock", "time",
-                                                       "--max-minutes", "1",
+    argv = TINY_RUNS["train-translation"](tmp_path) + ["--schedule", "noam", "--schedule-clock",
+                                                       "time", "--max-minutes", "1",
                                                        "--output", str(tmp_path / "mt")]
     capsys.readouterr()
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "noam" in err and "time budget" in err
+
+
+def test_translation_bounded_by_time_alone_plans_a_linear_decay_over_the_budget(tmp_path):
+    """train-translation --max-minutes without --max-steps or --schedule: linear on the time clock
+    (no step cap, a warm-up share of the budget); with --max-steps it keeps the paper's Noam."""
+    import json
+
+    from _commands import TINY_RUNS
+    from plmkit.cli import main
+
+    def settings(output):
+        checkpoint = max(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        return json.loads((checkpoint / "training_config.json").read_text())
+
+    clock = tmp_path / "clock"
+    assert main(TINY_RUNS["train-translation"](tmp_path) + [
+        "--max-minutes", "0.03", "--no-progress", "--test-sentences", "2",
+        "--output", str(clock)]) == 0
+    chosen = settings(clock)
+    assert chosen["schedule"] == "linear" and chosen["schedule_clock"] == "time"
+    assert chosen["max_steps"] == 0 and chosen["warmup_ratio"] > 0
+    steps = tmp_path / "steps"
+    assert main(TINY_RUNS["train-translation"](tmp_path) + [
+        "--max-minutes", "1", "--max-steps", "2", "--no-progress", "--test-sentences", "2",
+        "--output", str(steps)]) == 0
+    chosen = settings(steps)
+    assert chosen["schedule"] == "noam" and chosen["schedule_clock"] == "steps"
