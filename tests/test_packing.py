@@ -137,3 +137,50 @@ def test_plm_pretrain_masked_lm_alone_on_the_clock(tmp_path, capsys):
     assert main([*base, "--output", str(tmp_path / "b"), "--schedule-clock", "time"]) == 2
     assert "max_minutes" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_plm_pretrain_init_continues_from_a_checkpoint(tmp_path, capsys):
+    """--init: the second run starts from the first one's weights (one step at a vanishing rate
+    leaves them where they were), with its architecture and vocabulary; flags that would set
+    another architecture or vocabulary, a longer sequence than its positions, or a folder that
+    is no checkpoint are one line, exit 2, nothing written."""
+    import torch
+    from safetensors.torch import load_file
+
+    from plmkit.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"The cat number {i} sat on the mat.\nIt was warm there.\n\n"
+                              for i in range(40)))
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("".join(f"The mat was warm and the cat number {i} sat.\n\n"
+                               for i in range(40)))
+    first = tmp_path / "first"
+    base = ["--batch-size", "4", "--max-seq-length", "32", "--dupe-factor", "1", "--no-progress",
+            "--objective", "mlm", "--precision", "fp32"]
+    assert main(["pretrain", "--corpus", str(corpus), "--model-size", "tiny",
+                 "--train-tokenizer", "60", "--max-steps", "3", *base,
+                 "--output", str(first)]) == 0
+    second = tmp_path / "second"
+    assert main(["pretrain", "--corpus", str(reviews), "--init", str(first), "--max-steps", "1",
+                 "--lr", "1e-12", "--warmup-steps", "0", *base, "--output", str(second)]) == 0
+    assert f"weights from {first}" in capsys.readouterr().out
+    assert (second / "vocab.txt").read_text() == (first / "vocab.txt").read_text()
+    before, after = load_file(str(first / "model.safetensors")), load_file(
+        str(second / "model.safetensors"))
+    assert before.keys() == after.keys()
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+
+    bad = {"--model-size": ["--model-size", "mini"], "--train-tokenizer":
+           ["--train-tokenizer", "50"], "max_seq_length": ["--max-seq-length", "4096"]}
+    for name, extra in bad.items():
+        output = tmp_path / f"bad{len(name)}"
+        argv = ["pretrain", "--corpus", str(reviews), "--init", str(first), "--max-steps", "1",
+                *base, *extra, "--output", str(output)]
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and name in err, err
+        assert not output.exists()
+    assert main(["pretrain", "--corpus", str(reviews), "--init", str(corpus), *base,
+                 "--output", str(tmp_path / "bad")]) == 2
+    assert "init" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from plmkit.commands._common import add_run_arguments, resume_from
@@ -45,6 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         # argparse %-formats help: a recipe's "10%" must reach it as "10%%"
                         help="; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values())
                         .replace("%", "%%") + " (the TOML file and flags override its values)")
+    parser.add_argument("--init", metavar="CHECKPOINT",
+                        help="start from this BERT checkpoint's weights, architecture and "
+                             "vocabulary: continued (domain- or task-adaptive) pre-training on "
+                             "--corpus, with a fresh optimiser and schedule")
     parser.add_argument("--model-size", default=None,
                         help="tiny (2/128), mini (4/256), small (4/512), medium (8/512), base (12/768)")
     parser.add_argument("--layers", type=positive_int, dest="num_hidden_layers")
@@ -89,6 +94,8 @@ def load_settings(args: argparse.Namespace):
         raise PlmError(f"unknown table(s) {sorted(unknown)}; use [model], [training], [data]",
                        path=args.config)
     model_values = dict(table.get("model", {}))
+    if args.init:
+        _check_init(args, model_values)
     size = args.model_size or model_values.pop("size", "mini")
     if size not in BERT_SIZES:
         raise PlmError(f"unknown model size {size!r}; choose one of {', '.join(BERT_SIZES)}",
@@ -142,12 +149,53 @@ def load_settings(args: argparse.Namespace):
             raise PlmError(exc.message, path=args.config, field=exc.field) from None
         raise
     check_model_size(model, source=args.config)  # --layers/--hidden typed by hand: before any work
+    if args.init:
+        model, data = _init_settings(args.init, chosen, data)
     return model, training, data
+
+
+# Flags that would describe another network or vocabulary than the --init checkpoint's.
+_ARCHITECTURE_FLAGS = ("model_size", "num_hidden_layers", "hidden_size", "num_attention_heads",
+                       "intermediate_size", "tokenizer", "train_tokenizer")
+
+
+def _check_init(args: argparse.Namespace, model_values: dict[str, Any]) -> None:
+    """--init takes the network and vocabulary from the checkpoint: a flag or [model] table
+    that would set them too is a conflict, said before any work."""
+    given = [f"--{name.replace('_', '-')}" for name in _ARCHITECTURE_FLAGS
+             if getattr(args, name) not in (None, 0)]
+    if args.cased:
+        given.append("--cased")
+    if model_values:
+        given.append("[model] in --config")
+    if given:
+        raise PlmError(f"--init takes the architecture and vocabulary from the checkpoint; "
+                       f"drop {', '.join(given)}", path=args.init, field="init")
+
+
+def _init_settings(folder: str, chosen: Any, data: PretrainDataConfig
+                   ) -> tuple[BertConfig, PretrainDataConfig]:
+    """The checkpoint's config (the recipe's dropout applied: the budget recipe trains without
+    it) and its vocabulary; sequences no longer than its position table."""
+    from plmkit.models.bert import BertModel
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise PlmError("not a checkpoint folder", path=path, field="init")
+    dropout = {k: v for k, v in chosen.model.items() if k.endswith("dropout_prob")}
+    config = BertModel.load_config(path, **dropout)
+    if not (path / "vocab.txt").is_file():
+        raise PlmError("the checkpoint has no vocab.txt", path=path, field="init")
+    if data.max_seq_length > config.max_position_embeddings:
+        raise PlmError(f"--max-seq-length {data.max_seq_length} is longer than the checkpoint's "
+                       f"{config.max_position_embeddings} positions", path=path,
+                       field="max_seq_length")
+    return config, dataclasses.replace(data, tokenizer=str(path), train_tokenizer=0)
 
 
 def run(args: argparse.Namespace) -> int:
     model, training, data = load_settings(args)
-    pretrain_bert(model, data, training, resume=resume_from(args),
+    pretrain_bert(model, data, training, resume=resume_from(args), init=args.init,
                   log=lambda message: print(f"plmkit: {message}"))
     return 0
 

@@ -33,6 +33,7 @@ from plmkit.data.shards import (PretrainingDataset, collate_pretraining, prepare
                                 tokenizer_hash)
 from plmkit.errors import PlmError
 from plmkit.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining
+from plmkit.models.pretrained import load_state_dict, weights_file
 from plmkit.runtime import resolve_device
 from plmkit.tokenization import WordPieceTokenizer, train_wordpiece
 from plmkit.training.distributed import barrier, init_distributed
@@ -367,12 +368,14 @@ def run_pretraining(model: BertForPreTraining, tokenizer: Any, train_dir: Path,
 
 
 def pretrain_bert(model_config: BertConfig, data: PretrainDataConfig, training: TrainingConfig,
-                  *, resume: bool | str = False,
+                  *, resume: bool | str = False, init: str | Path | None = None,
                   log: Callable[[str], None] = print) -> TrainResult:
     """Pre-train BERT on ``data.corpus``; the model, its vocabulary, ``metrics.jsonl`` and
     ``curves.png`` go to ``training.output_dir`` (HF layout), the prepared data to its ``data``
     folder. Under torchrun, rank 0 builds the vocabulary and the shards while the others wait,
-    and only rank 0 logs."""
+    and only rank 0 logs. ``init``: a checkpoint whose weights the network starts from
+    (continued pre-training; ``model_config`` and ``data.tokenizer`` must be its own, as
+    ``plm pretrain --init`` makes them)."""
     output = Path(training.output_dir)
     if not resume and any(output.glob("checkpoint-*")):
         raise PlmError("output folder already holds checkpoints; pass --resume to continue, or "
@@ -396,6 +399,9 @@ def pretrain_bert(model_config: BertConfig, data: PretrainDataConfig, training: 
         train_dir, heldout_dir = prepare_data(corpus, tokenizer, data, output, False, log)
     say = log if context.is_main else _silent
     model = build_bert(model_config, training.seed, data.objective)
+    if init is not None:
+        model.load_checkpoint_state(load_state_dict(init), source=weights_file(init))
+        say(f"weights from {init}")
     _, result = run_pretraining(model, tokenizer, train_dir, heldout_dir, data, training,
                                 resume=resume, log=say)
     shown = {k: round(v, 4) for k, v in result.metrics.items() if k.startswith("eval_")}
