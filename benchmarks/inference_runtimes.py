@@ -15,7 +15,6 @@ difference from plmkit fp32's output over real tokens. Run it alone on an idle m
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import statistics
 import sys
@@ -27,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import interleaved, machine, matmul_peak, percentile, table  # noqa: E402
 
+from plmkit.export.runtime import dynamic_int8  # noqa: E402
 from plmkit.models.bert import BertConfig, BertModel  # noqa: E402
 
 
@@ -61,8 +61,7 @@ def variants(ours: BertModel, hf, onnx_fp32, onnx_int8, inputs: dict[str, torch.
     """name → (function returning the last hidden state, precision it computes in)."""
     ids, mask, types = inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"]
     bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
-    dynamic = torch.ao.quantization.quantize_dynamic(copy.deepcopy(ours), {torch.nn.Linear},
-                                                     dtype=torch.qint8)
+    dynamic = dynamic_int8(ours)  # what `--runtime torch-int8` runs
 
     def hf_call():
         return hf(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state

@@ -261,6 +261,9 @@ def test_runtime_torch_int8_predicts_like_fp32_through_the_cli(tmp_path, one_thr
     kinds = {type(m).__module__ for m in model.bert.modules()}
     assert any("quantized" in k for k in kinds)
     assert type(model.classifier) is torch.nn.Linear  # the head is left in fp32
+    weight = model.bert.encoder.layer[0].attention.self.query.weight()
+    assert weight.qscheme() == torch.per_channel_affine  # one scale per output row, as ORT's
+    assert weight.q_per_channel_scales().shape == (weight.shape[0],)
     reference = load_finetuned(source, load_settings(source))
     assert type(reference.bert.encoder.layer[0].attention.self.query) is torch.nn.Linear, \
         "dynamic_int8 must leave the model it was given alone"
