@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -166,6 +167,9 @@ def test_plm_pretrain_init_continues_from_a_checkpoint(tmp_path, capsys):
                  "--lr", "1e-12", "--warmup-steps", "0", *base, "--output", str(second)]) == 0
     assert f"weights from {first}" in capsys.readouterr().out
     assert (second / "vocab.txt").read_text() == (first / "vocab.txt").read_text()
+    configs = sorted(second.rglob("training_config.json"))
+    assert configs, "the run records how it was made"
+    assert json.loads(configs[-1].read_text())["init_from"] == str(first.resolve())
     before, after = load_file(str(first / "model.safetensors")), load_file(
         str(second / "model.safetensors"))
     assert before.keys() == after.keys()

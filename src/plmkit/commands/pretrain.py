@@ -120,7 +120,8 @@ def load_settings(args: argparse.Namespace):
                        "log_every": 10, "eval_every": 200, "save_every": 200,
                        "plot_metrics": ["loss", "mlm_accuracy", "nsp_accuracy"],
                        **chosen.training, **table.get("training", {}),
-                       "output_dir": args.output, "recipe": chosen.name}
+                       "output_dir": args.output, "recipe": chosen.name,
+                       "init_from": str(Path(args.init).resolve()) if args.init else ""}
     if chosen.needs_budget and not (args.max_minutes or training_values.get("max_minutes")):
         raise PlmError(f"--recipe {chosen.name} plans its schedule over a time budget: give "
                        "--max-minutes (e.g. 60)", field="max_minutes")

@@ -90,6 +90,8 @@ class TrainingConfig:
     # The named recipe the defaults came from (``plm pretrain --recipe``), recorded so that a
     # run says how it was made; "" when none was named.
     recipe: str = ""
+    # The checkpoint the weights started from (``plm pretrain --init``), for the same reason.
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
