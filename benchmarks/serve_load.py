@@ -205,7 +205,7 @@ def main() -> None:
     args = parser.parse_args()
     print(machine())
     from plmkit.datasets import minilm_dir
-    from plmkit.serve import launch
+    from plmkit.runtime import free_port
 
     texts = sentences()
     rows = []
@@ -214,7 +214,7 @@ def main() -> None:
         hf_app = Path(scratch) / "hf_app.py"
         hf_app.write_text(HF_APP)
         for side in args.sides:
-            port = launch.free_port()
+            port = free_port()
             if side == "hf":
                 command = [sys.executable, str(hf_app), str(classify), str(minilm_dir()), str(port)]
             else:

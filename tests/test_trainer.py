@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,18 +10,12 @@ import pytest
 import torch
 
 from plmkit.errors import PlmError
+from plmkit.runtime import free_port
 from plmkit.training.optim import parameter_groups, schedule_function
 from plmkit.training.reporting import read_metrics
 
 JOB = Path(__file__).with_name("_trainer_job.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-
-
-def free_port() -> int:
-    """A loopback port nobody holds now, so two test runs on one machine do not collide."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run_job(output: Path, steps: int, *extra: str, env=None, check=True):
@@ -67,9 +60,10 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     single, double = tmp_path / "one", tmp_path / "two"
     run_job(single, 12)
     env = {**ENV, "MASTER_ADDR": "127.0.0.1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                    "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(JOB), str(double),
-                    "12"], env=env, capture_output=True, text=True, timeout=300)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                "--master_addr=127.0.0.1", f"--master_port={free_port()}"]
+    result = subprocess.run([*torchrun, str(JOB), str(double), "12"], env=env,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = losses(single), losses(double)
     assert sorted(two) == sorted(one)

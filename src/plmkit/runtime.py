@@ -6,6 +6,7 @@ need them, and inference must never import :mod:`plmkit.training` to get them.
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import Any
 
@@ -42,4 +43,12 @@ def progress_bar(total: int | None, initial: int, enabled: bool, description: st
                 dynamic_ncols=True, file=sys.stderr, unit=unit)
 
 
-__all__ = ["move_to", "progress_bar", "resolve_device"]
+def free_port() -> int:
+    """A loopback port nobody listens on (the OS picks it): for a server a test or a benchmark
+    starts, and for torchrun's rendezvous, so two runs on one machine do not collide."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+__all__ = ["free_port", "move_to", "progress_bar", "resolve_device"]

@@ -3,7 +3,6 @@ wait until it answers, or say why it did not (its own last output)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -12,13 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from plmkit.errors import PlmError
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (the OS picks it)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from plmkit.runtime import free_port
 
 
 def wait_until_answering(base: str, process: subprocess.Popen, *, path: str = "/health",
@@ -54,4 +47,4 @@ def start_serve(arguments: list[str], log: Path, *, timeout: float = 180.0
     return process, base
 
 
-__all__ = ["free_port", "start_serve", "wait_until_answering"]
+__all__ = ["start_serve", "wait_until_answering"]
