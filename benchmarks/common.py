@@ -17,8 +17,11 @@ def machine() -> str:
     from plmkit.precision import _cpu_model, cpu_capability, native_cpu_bf16
 
     limits = ", ".join(f"{name}={os.environ[name]}" for name in ISA_LIMITS if name in os.environ)
+    bf16 = "yes" if native_cpu_bf16() else "no"
+    if bf16 == "yes" and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper().startswith("AVX2"):
+        bf16 = "in the hardware, not in the kernels limited below"  # oneDNN then emulates bf16
     return (f"{_cpu_model() or platform.machine()}, {os.cpu_count()} cores, "
-            f"capability {cpu_capability()} (native bf16: {'yes' if native_cpu_bf16() else 'no'}), "
+            f"capability {cpu_capability()} (native bf16: {bf16}), "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
             f"load {os.getloadavg()[0]:.2f}" + (f", instruction sets limited: {limits}"
                                                  if limits else ""))
