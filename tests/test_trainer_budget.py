@@ -143,3 +143,9 @@ def test_translation_bounded_by_time_alone_plans_a_linear_decay_over_the_budget(
         "--output", str(steps)]) == 0
     chosen = settings(steps)
     assert chosen["schedule"] == "noam" and chosen["schedule_clock"] == "steps"
+    typed = tmp_path / "typed"  # a typed --schedule-clock steps is kept, budget or not
+    assert main(TINY_RUNS["train-translation"](tmp_path) + [
+        "--max-minutes", "0.02", "--schedule-clock", "steps", "--no-progress",
+        "--test-sentences", "2", "--output", str(typed)]) == 0
+    chosen = settings(typed)
+    assert chosen["schedule"] == "noam" and chosen["schedule_clock"] == "steps"

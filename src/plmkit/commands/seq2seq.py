@@ -75,7 +75,8 @@ def register(subparsers) -> None:
     train.add_argument("--length-penalty", type=non_negative_float, default=0.6, help="GNMT α (0 = off)")
     train.add_argument("--output", required=True, help="output folder")
     add_run_arguments(train)
-    train.set_defaults(func=run_train)
+    # None = not typed, so resolve_schedule can tell a typed `--schedule-clock steps` from none
+    train.set_defaults(func=run_train, schedule_clock=None)
 
     translate = subparsers.add_parser(
         "translate", help="translate sentences with a train-translation checkpoint",
@@ -150,10 +151,14 @@ def resolve_schedule(args: argparse.Namespace) -> None:
     bounded by time alone (``--max-minutes`` without ``--max-steps``, or ``--schedule-clock
     time``). Then linear decay planned over the budget: Noam would either stop at the default
     2,000 steps long before the budget or, planned over an hour's 10,000 steps, spend most of it at
-    a rate too high to settle (EN→DE small, one hour: test BLEU 5.0 against 9.9)."""
+    a rate too high to settle (EN→DE small, one hour: test BLEU 5.0 against 9.9). A typed
+    ``--schedule-clock steps`` keeps the steps' clock (and Noam) even with a budget alone."""
+    typed_clock = args.schedule_clock
+    args.schedule_clock = typed_clock or "steps"
     if args.schedule is not None:
         return
-    on_clock = args.schedule_clock == "time" or (args.max_minutes > 0 and args.max_steps is None)
+    on_clock = typed_clock == "time" or (typed_clock is None and args.max_minutes > 0
+                                         and args.max_steps is None)
     args.schedule = "linear" if on_clock else "noam"
     if on_clock:
         args.schedule_clock = "time"
