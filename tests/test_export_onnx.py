@@ -250,6 +250,9 @@ def test_export_check_writes_what_each_deployment_path_costs(tmp_path, one_threa
     results = json.loads((tmp_path / "int8" / "results.json").read_text())
     assert results["metric"] == "accuracy" and results["task"] == "classify"
     assert set(results["runs"]) == {"torch fp32", "onnx int8", "torch-int8"}
+    from plmkit.export.runtime import full_range_int8
+
+    assert results["torch_int8_activation_bits"] == (8 if full_range_int8() else 7)
     from plmkit.downstream import evaluate_checkpoint
 
     reference = evaluate_checkpoint(source, data, device="cpu")["accuracy"]
