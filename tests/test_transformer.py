@@ -316,6 +316,16 @@ def test_examples_truncation_and_collate():
     assert batch["labels"].tolist() == [[10, 11, 3, -100, -100], [12, 13, 14, 15, 3]]
     batches = translation_batches(dataset, 1, 0, seed=0)
     assert sum(1 for _ in batches.batches(0)) == 2
+    # each side rounded up to a multiple (4 here: 5 → 8; training batches use 8), the padding
+    # masked out of attention and of the loss
+    rounded = collate_translation([dataset[0], dataset[1]], pad_token_id=0, multiple_of=4)
+    assert rounded["input_ids"].shape == rounded["decoder_input_ids"].shape == (2, 8)
+    assert rounded["labels"].shape == (2, 8)
+    assert rounded["input_ids"][:, :5].tolist() == batch["input_ids"].tolist()
+    assert rounded["attention_mask"].sum().item() == batch["attention_mask"].sum().item()
+    assert (rounded["labels"][:, 5:] == -100).all() and (rounded["input_ids"][:, 5:] == 0).all()
+    for trained in translation_batches(dataset, 2, 0, seed=0).batches(0):
+        assert trained["input_ids"].shape[1] % 8 == 0 and trained["labels"].shape[1] % 8 == 0
 
 
 def test_encoding_with_a_wordpiece_vocabulary(tmp_path):

@@ -290,15 +290,23 @@ def build_dataset(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[i
     return ParallelDataset(source_arrays, target_arrays), report
 
 
+def _padded_length(sequences: Sequence[Sequence[int]], multiple_of: int) -> int:
+    longest = max((len(s) for s in sequences), default=0)
+    return -(-longest // multiple_of) * multiple_of
+
+
 def collate_translation(items: list[tuple[np.ndarray, np.ndarray]], pad_token_id: int,
-                        ) -> dict[str, torch.Tensor]:
+                        multiple_of: int = 1) -> dict[str, torch.Tensor]:
     """Pad a batch: ``input_ids``/``attention_mask`` (source), ``decoder_input_ids`` (target
-    without its last token) and ``labels`` (target without its first, −100 at padding)."""
+    without its last token) and ``labels`` (target without its first, −100 at padding), each
+    side to its longest sentence rounded up to ``multiple_of`` tokens."""
     sources = [source for source, _ in items]
-    targets = [target for _, target in items]
-    input_ids = pad_sequences(sources, pad_token_id)
-    decoder_input_ids = pad_sequences([t[:-1] for t in targets], pad_token_id)
-    labels = pad_sequences([t[1:] for t in targets], -100)
+    decoder_inputs = [target[:-1] for _, target in items]
+    labels_ = [target[1:] for _, target in items]
+    input_ids = pad_sequences(sources, pad_token_id, _padded_length(sources, multiple_of))
+    target_length = _padded_length(decoder_inputs, multiple_of)
+    decoder_input_ids = pad_sequences(decoder_inputs, pad_token_id, target_length)
+    labels = pad_sequences(labels_, -100, target_length)
     # The mask comes from the lengths, not from comparing ids with the padding id.
     attention_mask = torch.zeros_like(input_ids)
     for row, source in enumerate(sources):
@@ -307,21 +315,31 @@ def collate_translation(items: list[tuple[np.ndarray, np.ndarray]], pad_token_id
             "decoder_input_ids": decoder_input_ids, "labels": labels}
 
 
-class TranslationCollator:
-    """A picklable collate function bound to the padding id."""
+# Lengths of training batches are rounded up to this. Why: every new (rows × length) shape of a
+# bf16 matrix multiply gets its own entry in oneDNN's primitive cache, and a translation batch has
+# two free lengths (source, target) for every linear, forward and backward: EN→DE small peaked at
+# 2.8 GB RSS in 90 s of training, 2.1 GB with lengths rounded to 8, at the same step rate (README).
+PAD_TO_MULTIPLE_OF = 8
 
-    def __init__(self, pad_token_id: int) -> None:
+
+class TranslationCollator:
+    """A picklable collate function bound to the padding id (and the length rounding)."""
+
+    def __init__(self, pad_token_id: int, multiple_of: int = 1) -> None:
         self.pad_token_id = pad_token_id
+        self.multiple_of = multiple_of
 
     def __call__(self, items: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:
-        return collate_translation(items, self.pad_token_id)
+        return collate_translation(items, self.pad_token_id, self.multiple_of)
 
 
 def translation_batches(dataset: ParallelDataset, batch_size: int, pad_token_id: int, *,
-                        shuffle: bool = True, seed: int = 0) -> Batches:
-    """Shuffled, length-grouped batches for the Trainer (in order, ungrouped, when not shuffled)."""
-    return Batches(dataset, batch_size, TranslationCollator(pad_token_id), shuffle=shuffle,
-                   seed=seed, lengths=dataset.lengths if shuffle else None)
+                        shuffle: bool = True, seed: int = 0,
+                        multiple_of: int = PAD_TO_MULTIPLE_OF) -> Batches:
+    """Shuffled, length-grouped batches for the Trainer (in order, ungrouped, when not shuffled),
+    each side padded to a multiple of ``multiple_of`` tokens (see :data:`PAD_TO_MULTIPLE_OF`)."""
+    return Batches(dataset, batch_size, TranslationCollator(pad_token_id, multiple_of),
+                   shuffle=shuffle, seed=seed, lengths=dataset.lengths if shuffle else None)
 
 
 __all__ = [
