@@ -31,9 +31,11 @@ class BatchSource(Protocol):
 
 
 def pad_sequences(sequences: Sequence[Sequence[int]] | Sequence[np.ndarray], pad_value: int,
-                  length: int | None = None) -> Tensor:
-    """Stack 1-D integer sequences into (batch, longest) padded with ``pad_value``."""
-    longest = length or max((len(s) for s in sequences), default=0)
+                  length: int | None = None, *, multiple_of: int = 1) -> Tensor:
+    """Stack 1-D integer sequences into (batch, longest) padded with ``pad_value``; the length is
+    ``length`` if given, else the longest rounded up to ``multiple_of`` (fewer distinct shapes
+    for the matrix kernels' caches)."""
+    longest = length or -(-max((len(s) for s in sequences), default=0) // multiple_of) * multiple_of
     out = torch.full((len(sequences), longest), pad_value, dtype=torch.long)
     for row, sequence in enumerate(sequences):
         if len(sequence):

@@ -290,23 +290,17 @@ def build_dataset(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[i
     return ParallelDataset(source_arrays, target_arrays), report
 
 
-def _padded_length(sequences: Sequence[Sequence[int]], multiple_of: int) -> int:
-    longest = max((len(s) for s in sequences), default=0)
-    return -(-longest // multiple_of) * multiple_of
-
-
 def collate_translation(items: list[tuple[np.ndarray, np.ndarray]], pad_token_id: int,
                         multiple_of: int = 1) -> dict[str, torch.Tensor]:
     """Pad a batch: ``input_ids``/``attention_mask`` (source), ``decoder_input_ids`` (target
     without its last token) and ``labels`` (target without its first, −100 at padding), each
     side to its longest sentence rounded up to ``multiple_of`` tokens."""
     sources = [source for source, _ in items]
-    decoder_inputs = [target[:-1] for _, target in items]
-    labels_ = [target[1:] for _, target in items]
-    input_ids = pad_sequences(sources, pad_token_id, _padded_length(sources, multiple_of))
-    target_length = _padded_length(decoder_inputs, multiple_of)
-    decoder_input_ids = pad_sequences(decoder_inputs, pad_token_id, target_length)
-    labels = pad_sequences(labels_, -100, target_length)
+    targets = [target for _, target in items]
+    input_ids = pad_sequences(sources, pad_token_id, multiple_of=multiple_of)
+    decoder_input_ids = pad_sequences([t[:-1] for t in targets], pad_token_id,
+                                      multiple_of=multiple_of)
+    labels = pad_sequences([t[1:] for t in targets], -100, multiple_of=multiple_of)
     # The mask comes from the lengths, not from comparing ids with the padding id.
     attention_mask = torch.zeros_like(input_ids)
     for row, source in enumerate(sources):

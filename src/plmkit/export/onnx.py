@@ -165,18 +165,18 @@ def accuracy_check(source: Path, exported: Path, data: str | Path, *,
     runs = {"torch fp32": evaluate_checkpoint(source, data, device="cpu")}
     runs["onnx int8" if quantized else "onnx fp32"] = evaluate_checkpoint(exported, data,
                                                                         runtime="onnx")
-    extra: dict[str, Any] = {}
     if quantized:
-        from plmkit.export.runtime import full_range_int8
-
         runs["torch-int8"] = evaluate_checkpoint(source, data, runtime="torch-int8")
-        # 8 with AVX-512 VNNI, 7 without: the figure depends on the CPU it was measured on
-        extra["torch_int8_activation_bits"] = 8 if full_range_int8() else 7
     metric, scale = headline_metric(task, runs["torch fp32"])
     reference = runs["torch fp32"][metric]
-    return {"data": str(data), "task": task, "metric": metric, "runs": runs,
-            "cost_points": {name: round(scale * (reference - values[metric]), 4)
-                            for name, values in runs.items() if name != "torch fp32"}, **extra}
+    checked = {"data": str(data), "task": task, "metric": metric, "runs": runs,
+               "cost_points": {name: round(scale * (reference - values[metric]), 4)
+                               for name, values in runs.items() if name != "torch fp32"}}
+    if quantized:  # 8 with AVX-512 VNNI, 7 without: the figure depends on the CPU it ran on
+        from plmkit.export.runtime import full_range_int8
+
+        checked["torch_int8_activation_bits"] = 8 if full_range_int8() else 7
+    return checked
 
 
 def quantize_int8(source: Path, target: Path) -> dict[str, Any]:
