@@ -192,3 +192,17 @@ def test_general_corpus_has_its_four_parts_and_no_ner_dev_sentence():
     assert long_dev and not any(s in lines for s in long_dev)
     train = ["".join(token for token, _ in s) for s in ner.read_conll(datasets.people_daily_ner()["train"])]
     assert sum(s in lines for s in train[:200]) == 200
+
+
+def test_movie_reviews_are_unlabelled_reviews_without_a_polarity_sentence():
+    path = datasets.movie_reviews()
+    stats = _check_manifest("movie_reviews")["stats"]
+    assert stats["documents"] == 1500 and stats["words"] > 1_000_000
+    text = path.read_text(encoding="utf-8")
+    documents = text.split("\n\n")
+    assert len(documents) == 1500
+    assert not any(line.startswith(('"1","', '"-1","')) for line in text.splitlines())  # no label
+    lines = {" ".join(line.split()).lower() for line in text.splitlines()}
+    polarity = [row["text"].lower() for split in datasets.polarity().values()
+                for row in _rows(split)]
+    assert len(polarity) == 4000 and not any(sentence in lines for sentence in polarity)

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pretrain", help="pre-train BERT (MLM + NSP) on a text corpus",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", help="text file/folder (one sentence per line, blank line "
-                        "between documents; or paragraphs), or a built-in name: prose, general, ptb")
+                        "between documents; or paragraphs), or a built-in name: prose, general, "
+                        "movie_reviews, ptb; several joined by commas (general,movie_reviews)")
     parser.add_argument("--output", required=True, help="output folder (checkpoints, curves)")
     parser.add_argument("--config", help="TOML with [model], [training], [data] tables")
     parser.add_argument("--recipe", choices=list(RECIPES), default="bert",

@@ -7,6 +7,7 @@ from plmkit.datasets.corpora import CHINESE_POEMS, PROSE, PTB
 from plmkit.datasets.general import GENERAL
 from plmkit.datasets.ner import PEOPLE_DAILY
 from plmkit.datasets.polarity import DATASET as POLARITY
+from plmkit.datasets.reviews import MOVIE_REVIEWS
 from plmkit.datasets.sources import (
     SOURCES, _local_override, fix_for, get_source, read_marker, source_dir, verify_unpacked,
 )
@@ -15,7 +16,7 @@ from plmkit.datasets.wordnet import WIC, WORDNET_QA
 from plmkit.errors import PlmError
 
 DATASETS: dict[str, Dataset] = {
-    d.name: d for d in (PTB, PROSE, GENERAL, POLARITY, WIC, WORDNET_QA, PEOPLE_DAILY, EN_DE, CHINESE_POEMS)
+    d.name: d for d in (PTB, PROSE, GENERAL, MOVIE_REVIEWS, POLARITY, WIC, WORDNET_QA, PEOPLE_DAILY, EN_DE, CHINESE_POEMS)
 }
 
 

@@ -199,16 +199,22 @@ def _silent(message: str) -> None:
 
 
 def resolve_corpus(name: str) -> list[Path]:
-    """A path, or a built-in corpus name."""
+    """Paths (files or folders) or built-in corpus names, comma-separated: ``general,movie_reviews``
+    reads both, in that order. A path that itself contains a comma is taken whole when it exists."""
     built_in = {"prose": datasets.prose, "general": datasets.general,
+                "movie_reviews": datasets.movie_reviews,
                 "ptb": lambda: datasets.ptb()["train"]}
-    if name in built_in:
-        return [built_in[name]()]
-    path = Path(name)
-    if not path.exists():
-        raise PlmError(f"corpus not found (a file, a folder, or one of: {', '.join(built_in)})",
-                       path=path)
-    return [path]
+    parts = [name] if Path(name).exists() else [p.strip() for p in name.split(",")]
+    corpus = []
+    for part in parts:
+        if part in built_in:
+            corpus.append(built_in[part]())
+        elif Path(part).exists():
+            corpus.append(Path(part))
+        else:
+            raise PlmError(f"corpus not found (a file, a folder, or one of: "
+                           f"{', '.join(built_in)}; several joined by commas)", path=Path(part))
+    return corpus
 
 
 def build_tokenizer(data: PretrainDataConfig, corpus: list[Path], output: Path,
