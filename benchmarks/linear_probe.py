@@ -77,26 +77,21 @@ def probe(train: torch.Tensor, train_labels: torch.Tensor, dev: torch.Tensor,
     return accuracy(model, dev, dev_labels), best
 
 
-def sentence_vectors(folder: Path, texts: list[str]) -> torch.Tensor:
+def encoder_features(folder: Path, example_sets: list[list]) -> list[torch.Tensor]:
+    """Frozen-encoder features of each list of examples, the model loaded once: a sentence's mean
+    last hidden state, or ``[u, v, |u-v|, u*v]`` for a pair."""
     from plmkit.pipelines.embed import EmbeddingPipeline
 
-    return EmbeddingPipeline(folder, normalize=False, max_length=128)(texts)
+    encode = EmbeddingPipeline(folder, normalize=False, max_length=128)
 
+    def features(examples: list) -> torch.Tensor:
+        first = encode([e.text for e in examples])
+        if examples[0].text_pair is None:
+            return first
+        second = encode([e.text_pair for e in examples])
+        return torch.cat([first, second, (first - second).abs(), first * second], dim=-1)
 
-def features_of(folder: Path | None, train: list, dev: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frozen-encoder features of the training and dev examples; ``folder=None`` gives counts
-    of the training share's words instead."""
-    if folder is None:
-        return bag_of_words(train, dev)
-    return pair_or_sentence(folder, train), pair_or_sentence(folder, dev)
-
-
-def pair_or_sentence(folder: Path, examples: list) -> torch.Tensor:
-    first = sentence_vectors(folder, [e.text for e in examples])
-    if examples[0].text_pair is None:
-        return first
-    second = sentence_vectors(folder, [e.text_pair for e in examples])
-    return torch.cat([first, second, (first - second).abs(), first * second], dim=-1)
+    return [features(examples) for examples in example_sets]
 
 
 def bag_of_words(train: list, dev: list) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,14 +151,21 @@ def main() -> None:
                                                    work / family / "dev", args.max_dev,
                                                    args.seed))
             names = sorted({str(e.label) for e in train_all})
+            dev_labels = torch.tensor([names.index(str(e.label)) for e in dev])
+            # every encoder reads the capped training set and dev once; each share takes its rows
+            encoded = {name: encoder_features(folder, [train_all, dev])
+                       for name, folder in inits.items() if folder is not None}
             for fraction in (float(f) for f in args.fractions.split(",")):
                 # the same share pretraining_pays.py fine-tunes on (FinetuneConfig's seed)
-                train = subsample(train_all, fraction, args.seed)
+                share = subsample(list(range(len(train_all))), fraction, args.seed)
+                train = [train_all[i] for i in share]
                 labels = torch.tensor([names.index(str(e.label)) for e in train])
-                dev_labels = torch.tensor([names.index(str(e.label)) for e in dev])
                 row = {"family": family, "share": f"{int(100 * fraction)}% ({len(train)})"}
-                for name, folder in inits.items():
-                    train_features, dev_features = features_of(folder, train, dev)
+                for name in inits:
+                    if name in encoded:
+                        train_features, dev_features = encoded[name][0][share], encoded[name][1]
+                    else:  # bag of words: the share's own vocabulary
+                        train_features, dev_features = bag_of_words(train, dev)
                     score, strength = probe(train_features, labels, dev_features, dev_labels)
                     row[name] = round(100 * score, 1)
                     print(f"{family} {fraction:g} {name}: dev accuracy {100 * score:.1f} "

