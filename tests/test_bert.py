@@ -311,17 +311,19 @@ def test_fused_cross_attention_keys_values_match_separate_projections():
 
 
 def test_skipping_padding_changes_nothing_at_real_tokens(tiny_bert_kwargs):
-    """The packed path (token-wise layers on real tokens only) equals the padded path, forward
-    and backward, and is really taken when the batch has padding."""
+    """The packed path (token-wise layers on real tokens only, attention one sequence at a time
+    over its own tokens) equals the padded path, forward and backward, and is really taken when
+    the batch has padding — also when the padding is not at the end of a row."""
     from plmkit.models import attention as core
 
     torch.manual_seed(0)
     model = ours.BertModel(ours.BertConfig(**tiny_bert_kwargs)).eval()
     input_ids, attention_mask, token_type_ids = padded_batch(99)
+    attention_mask[0, 2] = 0  # a hole inside a row: its tokens are still one packed run
     real = attention_mask.bool()
     calls = []
-    original = core.pack
-    core.pack = lambda *a: calls.append(1) or original(*a)
+    original = core.packed_attention
+    core.packed_attention = lambda *a, **k: calls.append(1) or original(*a, **k)
     try:
         results = {}
         for skip in (False, True):
@@ -331,15 +333,43 @@ def test_skipping_padding_changes_nothing_at_real_tokens(tiny_bert_kwargs):
             (out.last_hidden_state[real].sum() + out.pooler_output.sum()).backward()
             results[skip] = (out, model.embeddings.word_embeddings.weight.grad.clone())
     finally:
-        core.pack = original
+        core.packed_attention = original
     (dense, dense_grad), (packed, packed_grad) = results[False], results[True]
-    assert calls, "the packed path was not used"
+    assert len(calls) == model.config.num_hidden_layers, "the packed path was not used"
     assert (dense.last_hidden_state - packed.last_hidden_state)[real].abs().max() < 1e-5
     assert packed.last_hidden_state[~real].abs().max() == 0
     assert (dense.pooler_output - packed.pooler_output).abs().max() < 1e-5
     for a, b in zip(dense.hidden_states, packed.hidden_states):
         assert (a - b)[real].abs().max() < 1e-5
     assert (dense_grad - packed_grad).abs().max() < 1e-5
+
+
+def test_packed_attention_equals_masked_attention_row_by_row():
+    """One sequence at a time over its own packed rows = the padded, masked kernel at the real
+    positions; a row with no real token takes no rows and no call."""
+    from plmkit.models import attention as core
+
+    torch.manual_seed(0)
+    heads, width = 4, 32
+    attention_mask = torch.zeros(3, 6, dtype=torch.long)
+    attention_mask[0, :3] = 1
+    attention_mask[2, :] = 1
+    attention_mask[2, 1] = 0
+    queries, keys, values = (torch.randn(3, 6, width) for _ in range(3))
+    padded, _ = core.scaled_dot_product_attention(
+        *(core.split_heads(t, heads) for t in (queries, keys, values)),
+        core.attention_bias(attention_mask, torch.float32))
+    padded = core.merge_heads(padded)
+    layout = core.PackedTokens.from_mask(attention_mask)
+    assert layout.lengths == [3, 0, 5]
+    packed = core.packed_attention(*(core.pack(t, layout) for t in (queries, keys, values)),
+                                   layout, heads)
+    assert packed.shape == (8, width)
+    real = attention_mask.bool()
+    torch.testing.assert_close(core.unpack(packed, layout)[real], padded[real])
+    with pytest.raises(ValueError, match="row lengths"):
+        core.packed_attention(packed, packed, packed, core.PackedTokens(layout.index, 3, 6),
+                              heads)
 
 
 def test_tied_word_embeddings_get_the_same_dense_gradient(tiny_bert_kwargs):

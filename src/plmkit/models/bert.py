@@ -477,9 +477,11 @@ class BertModel(BertPreTrainedModel):
     def _packing(self, attention_mask: Tensor | None, bias: Tensor | None) -> PackedTokens | None:
         """Run the token-wise parts on real tokens only when the batch has enough padding.
 
-        ``skip_padding`` (default on) trades two gathers per layer for the matrix multiplies of
-        the padding positions; below ``min_padding`` (fraction of padding) the gathers cost more
-        than they save. Outputs at padding positions are then zeros (Hugging Face computes
+        ``skip_padding`` (default on) trades a gather before the first layer and a scatter
+        after the last, plus one attention call per sequence
+        (:func:`~plmkit.models.attention.packed_attention`), for the matrix multiplies and the
+        masked attention scores of the padding positions; below ``min_padding`` (fraction of
+        padding) there is too little padding to pay for them. Outputs at padding positions are then zeros (Hugging Face computes
         meaningless values there; no head reads them). Not used inside ``torch.compile``, whose
         graphs want static shapes.
         """
