@@ -206,6 +206,29 @@ def test_pytorch_dynamic_int8_runs_our_encoder(one_thread):
     assert 0 < max_difference(reference, got, mask) < 0.1
 
 
+def test_dynamic_int8_projects_queries_keys_values_in_one_int8_call(one_thread):
+    """dynamic_int8 gives self-attention one int8 linear over [W^Q; W^K; W^V]; its outputs equal
+    the three separate int8 linears' (rows are scaled one by one, the input quantized alike)."""
+    from plmkit.export.runtime import Int8Linear, dynamic_int8
+    from plmkit.models.attention import MultiHeadAttention
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=64,
+                                 max_position_embeddings=64)).eval()
+    quantized = dynamic_int8(model)
+    attentions = [m for m in quantized.modules() if isinstance(m, MultiHeadAttention)]
+    assert attentions and all(isinstance(m.qkv, Int8Linear) for m in attentions)
+    assert all(m.qkv is None for m in model.modules() if isinstance(m, MultiHeadAttention))
+    ids, mask = padded(len(VOCAB), 3, 20)
+    with torch.no_grad():
+        stacked = quantized(ids, mask).last_hidden_state
+        for m in attentions:
+            m.fuse_qkv = False  # the three separate int8 linears
+        separate = quantized(ids, mask).last_hidden_state
+    assert max_difference(stacked, separate, mask) < 1e-5
+
+
 def test_int8_activations_take_8_bits_where_the_cpu_has_vnni(one_thread, monkeypatch):
     """fbgemm without VNNI saturates int16 pair sums, so activations get 7 bits there; with
     VNNI the full 8. The 8th bit halves the activation rounding step, so the int8 encoder lands

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plmkit.models import dropout as cpu_dropout
+from plmkit.models.prepacked import PackedWeights, linear, packed_linear
 
 
 def split_heads(states: Tensor, num_heads: int) -> Tensor:
@@ -295,6 +296,9 @@ class MultiHeadAttention(nn.Module):
         self.value = nn.Linear(key_value_size, hidden_size, bias=bias)
         # Q, K, V (or K, V of cross-attention) in one matrix multiply; off: three separate ones.
         self.fuse_qkv = True
+        # Set where the weights cannot be stacked on the fly (dynamic int8: plmkit.export.
+        # runtime.dynamic_int8): one module over [W^Q; W^K; W^V] for self-attention.
+        self.qkv: nn.Module | None = None
         # Packed real tokens: attend one sequence at a time (packed_attention); off: scatter
         # into the padded layout and run the masked kernel over the whole batch.
         self.per_sequence = True
@@ -349,7 +353,7 @@ class MultiHeadAttention(nn.Module):
         if packed is not None and (cross or cache is not None):
             raise ValueError("packed tokens serve plain self-attention only")
         if cross:
-            queries = split_heads(self.query(hidden_states), self.num_heads)
+            queries = split_heads(linear(self.query, hidden_states), self.num_heads)
             if static_keys_values is None:
                 static_keys_values = self.project_keys_values(key_value_states)
             return (queries, *static_keys_values)
@@ -367,11 +371,14 @@ class MultiHeadAttention(nn.Module):
                      ) -> tuple[Tensor, Tensor, Tensor]:
         """x W^Q, x W^K, x W^V, (…, d_model) each. ``packed``: x holds the real tokens only;
         the projections come back in the (batch, length) layout attention needs."""
-        if not self.fuse_qkv or not self._stackable():
-            parts = self.query(hidden_states), self.key(hidden_states), self.value(hidden_states)
+        if self.fuse_qkv and self.qkv is not None:
+            projected = self.qkv(hidden_states)
+        elif not self.fuse_qkv or not self._stackable():
+            parts = tuple(linear(p, hidden_states) for p in (self.query, self.key, self.value))
             return parts if packed is None else tuple(unpack(t, packed) for t in parts)
-        weight, bias = self.fused_projection("qkv")
-        projected = F.linear(hidden_states, weight, bias)
+        else:
+            projected = self._stacked.linear("qkv", (self.query, self.key, self.value),
+                                             hidden_states)
         if packed is not None:  # one scatter of the (tokens, 3·d_model) product, not three
             projected = unpack(projected, packed)
         return projected.chunk(3, dim=-1)
@@ -379,20 +386,15 @@ class MultiHeadAttention(nn.Module):
     def project_memory(self, key_value_states: Tensor) -> tuple[Tensor, Tensor]:
         """m W^K, m W^V of the encoder output m (cross-attention)."""
         if not self.fuse_qkv or not self._stackable():
-            return self.key(key_value_states), self.value(key_value_states)
-        weight, bias = self.fused_projection("kv")
-        keys, values = F.linear(key_value_states, weight, bias).chunk(2, dim=-1)
+            return linear(self.key, key_value_states), linear(self.value, key_value_states)
+        projected = self._stacked.linear("kv", (self.key, self.value), key_value_states)
+        keys, values = projected.chunk(2, dim=-1)
         return keys, values
 
     def _stackable(self) -> bool:
         """Plain weight tensors to stack. PyTorch's dynamic int8 quantization swaps the linears
         for modules whose ``weight`` is a method over packed int8 data: those run one by one."""
         return isinstance(self.query.weight, Tensor)
-
-    def fused_projection(self, which: str = "qkv") -> tuple[Tensor, Tensor | None]:
-        """[W^Q; W^K; W^V] (or [W^K; W^V] for ``which="kv"``) and their biases, stacked."""
-        parts = (self.query, self.key, self.value) if which == "qkv" else (self.key, self.value)
-        return self._stacked.get(which, parts)
 
 
 class StackedProjection:
@@ -409,10 +411,22 @@ class StackedProjection:
 
     def __init__(self) -> None:
         self._kept: dict[str, tuple[tuple[int, ...], Tensor, Tensor | None]] = {}
+        self._packed: dict[str, PackedWeights] = {}
 
     def clear(self) -> None:
         """Drop the kept copies (e.g. once the linears are replaced by quantized ones)."""
         self._kept.clear()
+        self._packed.clear()
+
+    def linear(self, which: str, parts: tuple[nn.Linear, ...], inputs: Tensor) -> Tensor:
+        """``inputs`` times the stacked weights (plus biases): at inference through a packed
+        copy of the stacked matrix (:mod:`plmkit.models.prepacked`), else ``F.linear``."""
+        weight, bias = self.get(which, parts)
+        kept = self._kept.get(which)  # at inference, its stamp names the parts' state
+        stamp = kept[0] if kept is not None and kept[1] is weight else None
+        out = packed_linear(inputs, weight, bias, self._packed.setdefault(which, PackedWeights()),
+                            stamp=stamp)
+        return F.linear(inputs, weight, bias) if out is None else out
 
     def get(self, which: str, parts: tuple[nn.Linear, ...]) -> tuple[Tensor, Tensor | None]:
         if torch.is_grad_enabled() or torch.compiler.is_compiling():

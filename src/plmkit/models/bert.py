@@ -34,6 +34,7 @@ from plmkit.models.activations import ACTIVATIONS
 from plmkit.models.attention import (MultiHeadAttention, PackedTokens, attention_bias, pack,
                                      unpack)
 from plmkit.models.dropout import Dropout
+from plmkit.models.prepacked import linear
 from plmkit.models.pretrained import (MAX_LAYERS, PretrainedMixin, check_model_size,
                                       normalise_label_maps)
 
@@ -224,7 +225,7 @@ class BertSelfOutput(nn.Module):
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: Tensor, residual: Tensor) -> Tensor:
-        out = residual + self.dropout(self.dense(hidden_states))
+        out = residual + self.dropout(linear(self.dense, hidden_states))
         return self.LayerNorm(out) if self.LayerNorm is not None else out
 
 
@@ -252,14 +253,14 @@ class BertIntermediate(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.use_bias)
-        self.activation = ACTIVATIONS[config.hidden_act]
+        self.hidden_act = config.hidden_act  # by name: the packed kernel can fuse it
         # pre-LN: the feed-forward sub-layer's norm (HF RobertaPreLayerNorm's intermediate.LayerNorm)
         self.LayerNorm = _layer_norm(config) if config.layer_norm_position == "pre" else None
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         if self.LayerNorm is not None:
             hidden_states = self.LayerNorm(hidden_states)
-        return self.activation(self.dense(hidden_states))
+        return linear(self.dense, hidden_states, self.hidden_act)
 
 
 class BertOutput(BertSelfOutput):
@@ -324,7 +325,7 @@ class BertPooler(nn.Module):
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        return torch.tanh(self.dense(hidden_states[:, 0]))
+        return torch.tanh(linear(self.dense, hidden_states[:, 0]))
 
 
 # --------------------------------------------------------------------------------------------

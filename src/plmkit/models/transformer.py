@@ -40,6 +40,7 @@ from plmkit.errors import PlmError
 from plmkit.models.activations import ACTIVATIONS
 from plmkit.models.attention import KeyValueCache, MultiHeadAttention, attention_bias
 from plmkit.models.dropout import Dropout
+from plmkit.models.prepacked import linear
 from plmkit.models.pretrained import MAX_LAYERS, PretrainedMixin, check_model_size
 
 
@@ -249,7 +250,7 @@ class AttentionSublayer(nn.Module):
                                   return_probabilities=probabilities is not None, **kwargs)
         if probabilities is not None:
             probabilities.append(attended.probabilities)
-        return self.output(attended.context)
+        return linear(self.output, attended.context)
 
 
 class FeedForward(nn.Module):
@@ -259,11 +260,13 @@ class FeedForward(nn.Module):
         super().__init__()
         self.linear1 = nn.Linear(config.d_model, config.d_ff)
         self.linear2 = nn.Linear(config.d_ff, config.d_model)
-        self.activation = ACTIVATIONS[config.activation]
+        self.activation_name = config.activation
         self.dropout = Dropout(config.activation_dropout)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        return self.linear2(self.dropout(self.activation(self.linear1(hidden_states))))
+        # (at inference the activation is fused into the first matrix multiply: prepacked.linear)
+        inner = self.dropout(linear(self.linear1, hidden_states, self.activation_name))
+        return linear(self.linear2, inner)
 
 
 class Residual(nn.Module):
