@@ -320,6 +320,7 @@ def test_skipping_padding_changes_nothing_at_real_tokens(tiny_bert_kwargs):
     model = ours.BertModel(ours.BertConfig(**tiny_bert_kwargs)).eval()
     input_ids, attention_mask, token_type_ids = padded_batch(99)
     attention_mask[0, 2] = 0  # a hole inside a row: its tokens are still one packed run
+    attention_mask[0, 16] = 0  # 31 real tokens: the packed matrix gets one extra zero row
     real = attention_mask.bool()
     calls = []
     original = core.packed_attention
@@ -352,7 +353,7 @@ def test_packed_attention_equals_masked_attention_row_by_row():
     torch.manual_seed(0)
     heads, width = 4, 32
     attention_mask = torch.zeros(3, 6, dtype=torch.long)
-    attention_mask[0, :3] = 1
+    attention_mask[0, :2] = 1
     attention_mask[2, :] = 1
     attention_mask[2, 1] = 0
     queries, keys, values = (torch.randn(3, 6, width) for _ in range(3))
@@ -361,15 +362,26 @@ def test_packed_attention_equals_masked_attention_row_by_row():
         core.attention_bias(attention_mask, torch.float32))
     padded = core.merge_heads(padded)
     layout = core.PackedTokens.from_mask(attention_mask)
-    assert layout.lengths == [3, 0, 5]
+    assert layout.lengths == [2, 0, 5] and layout.height == 8  # 7 tokens, one extra row
     packed = core.packed_attention(*(core.pack(t, layout) for t in (queries, keys, values)),
                                    layout, heads)
-    assert packed.shape == (8, width)
+    assert packed.shape == (8, width) and packed[7].abs().max() == 0
     real = attention_mask.bool()
     torch.testing.assert_close(core.unpack(packed, layout)[real], padded[real])
     with pytest.raises(ValueError, match="row lengths"):
         core.packed_attention(packed, packed, packed, core.PackedTokens(layout.index, 3, 6),
                               heads)
+
+
+def test_packed_rows_take_few_heights_and_little_extra_work():
+    """oneDNN keeps a kernel per matrix shape: packed heights are rounded to ≤ 16 per doubling,
+    never below the real tokens and at most 1/16 (or 7 rows) above them."""
+    from plmkit.models.attention import packed_rows
+
+    heights = [packed_rows(tokens) for tokens in range(1, 8193)]
+    assert all(h >= t and h <= t + max(7, t // 16) for t, h in enumerate(heights, 1))
+    assert heights == sorted(heights)
+    assert len(set(heights)) <= 16 * 10 and packed_rows(516) == 544
 
 
 def test_tied_word_embeddings_get_the_same_dense_gradient(tiny_bert_kwargs):
