@@ -1,6 +1,7 @@
 """word2vec: training learns co-occurrence, the sampling tables, KeyedVectors queries, the C
 tool's file formats (read by gensim), analogy / similarity evaluation, and bad input."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -67,6 +68,18 @@ def test_two_worker_threads_train_as_well():
     corpus = topic_corpus(sentences=3000, seed=1, fillers=90)
     vectors = train_word2vec(corpus, config, progress=False).vectors
     assert mean_cosine(vectors, ANIMALS, ANIMALS) > mean_cosine(vectors, ANIMALS, VEHICLES) + 0.4
+
+
+def test_threads_on_a_tiny_vocabulary_are_warned_about(capsys):
+    config = Word2VecConfig(vector_size=8, window=2, min_count=1, sample=0, epochs=1,
+                            batch_words=4000, workers=1)
+    small = topic_corpus(sentences=200)
+    train_word2vec(small, dataclasses.replace(config, workers=2), progress=False)
+    assert "20 words update the same few vectors" in capsys.readouterr().err
+    train_word2vec(small, config, progress=False)
+    train_word2vec(topic_corpus(sentences=400, fillers=90), dataclasses.replace(config, workers=2),
+                   progress=False)
+    assert "same few vectors" not in capsys.readouterr().err
 
 
 def test_negative_table_draws_unigram_to_the_three_quarters():
