@@ -14,7 +14,6 @@ padding mask, ``per sequence`` attends each sequence over its own packed rows
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from pathlib import Path
@@ -23,26 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import interleaved, machine, table  # noqa: E402
+from inference_runtimes import review_batches  # noqa: E402
 
 from plmkit.export.runtime import dynamic_int8  # noqa: E402
 from plmkit.models.attention import MultiHeadAttention  # noqa: E402
 from plmkit.models.bert import BertModel  # noqa: E402
-
-
-def sentences(tokenizer, count: int, max_length: int = 128) -> dict[str, torch.Tensor]:
-    from plmkit.datasets import polarity
-
-    with open(polarity()["dev"], encoding="utf-8") as handle:
-        texts = [row["text"] for row in csv.DictReader(handle)][:count]
-    if len(texts) < count:
-        raise SystemExit(f"the polarity dev set has {len(texts)} sentences, fewer than {count}")
-    encoded = [tokenizer.encode(text, max_length=max_length).ids for text in texts]
-    ids = torch.zeros(count, max(map(len, encoded)), dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, pieces in enumerate(encoded):
-        ids[row, :len(pieces)] = torch.tensor(pieces)
-        mask[row, :len(pieces)] = 1
-    return {"input_ids": ids, "attention_mask": mask}
 
 
 def attend_per_sequence(model: torch.nn.Module, on: bool) -> None:
@@ -95,7 +79,7 @@ def main() -> None:
     int8 = dynamic_int8(model)
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
-        inputs = sentences(tokenizer, batch)
+        inputs = review_batches(tokenizer, batch)
         lengths = inputs["attention_mask"].sum(1)
         for name, (target, call) in workloads(model, int8, inputs).items():
             def side(on: bool, target=target, call=call):

@@ -157,18 +157,16 @@ def _stack_self_attention(encoder: nn.Module) -> None:
     module's packed weights cannot do. One int8 call then quantizes the layer's input once, not
     three times (MiniLM, batch 16: 5% of the forward); rows are scaled one by one, so the
     outputs equal the three separate linears' exactly."""
-    from plmkit.models.attention import MultiHeadAttention
+    from plmkit.models.attention import MultiHeadAttention, StackedProjection
 
     for module in encoder.modules():
         if (isinstance(module, MultiHeadAttention) and module.fuse_qkv
                 and module._stackable() and module.qkv is None):
-            parts = (module.query, module.key, module.value)
-            stacked = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts),
-                                bias=parts[0].bias is not None)
             with torch.no_grad():
-                stacked.weight.copy_(torch.cat([p.weight for p in parts]))
-                if stacked.bias is not None:
-                    stacked.bias.copy_(torch.cat([p.bias for p in parts]))
+                weight, bias = StackedProjection.stack((module.query, module.key, module.value))
+            stacked = nn.Linear(weight.size(1), weight.size(0), bias=bias is not None)
+            stacked.weight = nn.Parameter(weight)
+            stacked.bias = None if bias is None else nn.Parameter(bias)
             module.qkv = stacked
 
 

@@ -449,27 +449,26 @@ class StackedProjection:
         """``inputs`` times the stacked weights (plus biases): at inference through a packed
         copy of the stacked matrix (:mod:`plmkit.models.prepacked`), else ``F.linear``."""
         weight, bias = self.get(which, parts)
-        kept = self._kept.get(which)  # at inference, its stamp names the parts' state
-        stamp = kept[0] if kept is not None and kept[1] is weight else None
-        out = packed_linear(inputs, weight, bias, self._packed.setdefault(which, PackedWeights()),
-                            stamp=stamp)
+        out = packed_linear(inputs, weight, bias, self._packed.setdefault(which, PackedWeights()))
         return F.linear(inputs, weight, bias) if out is None else out
 
     def get(self, which: str, parts: tuple[nn.Linear, ...]) -> tuple[Tensor, Tensor | None]:
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             self._kept.pop(which, None)
-            return self._stack(parts)
+            self._packed.pop(which, None)  # the packed copy lives as long as its stacked source
+            return self.stack(parts)
         stamp = tuple(t._version for p in parts for t in (p.weight, p.bias) if t is not None)
         stamp += tuple(p.weight.data_ptr() for p in parts)
         kept = self._kept.get(which)
         if kept is None or kept[0] != stamp:
             with torch.no_grad():
-                weight, bias = self._stack(parts)
+                weight, bias = self.stack(parts)
             kept = self._kept[which] = (stamp, weight, bias)
+            self._packed.pop(which, None)
         return kept[1], kept[2]
 
     @staticmethod
-    def _stack(parts: tuple[nn.Linear, ...]) -> tuple[Tensor, Tensor | None]:
+    def stack(parts: tuple[nn.Linear, ...]) -> tuple[Tensor, Tensor | None]:
         weight = torch.cat([p.weight for p in parts])
         bias = None if parts[0].bias is None else torch.cat([p.bias for p in parts])
         return weight, bias

@@ -41,7 +41,7 @@ from plmkit.models.attention import (KeyValueCache, attention_bias, heads_of_sel
                                      merge_heads, scaled_dot_product_attention)
 from plmkit.models.bert import PROBLEM_TYPES
 from plmkit.models.dropout import Dropout
-from plmkit.models.prepacked import PackedWeights, packed_linear
+from plmkit.models.prepacked import packed_linear, packed_weights_of
 from plmkit.models.pretrained import (HF_GENERIC_KEYS, MAX_LAYERS, PretrainedMixin,
                                       check_model_size, normalise_label_maps)
 
@@ -207,10 +207,8 @@ class Conv1D(nn.Module):
         nn.init.normal_(self.weight, std=0.02)
 
     def forward(self, x: Tensor) -> Tensor:
-        kept = self.__dict__.get("_packed_weights")
-        if kept is None:
-            kept = self.__dict__["_packed_weights"] = PackedWeights()
-        out = packed_linear(x, self.weight.t(), self.bias, kept)  # at inference: packed once
+        # at inference: through a copy packed once (plmkit.models.prepacked)
+        out = packed_linear(x, self.weight.t(), self.bias, packed_weights_of(self))
         if out is not None:
             return out
         out = torch.addmm(self.bias, x.reshape(-1, x.size(-1)), self.weight)

@@ -11,16 +11,17 @@ processors) and 1.1–2× in bf16 (more for few tokens, where the packing was mo
 
 Only where it is safe and pays: no autograd (``torch.no_grad``/``inference_mode``), outside
 ``torch.compile`` (Inductor packs on its own) and tracing (an ONNX export wants plain
-``MatMul``s), CPU tensors, fp32 or bf16 (under bf16 autocast the
-packed copy is bf16, as autocast would have cast it), and a PyTorch built with oneDNN. Everywhere
-else, and for modules with forward hooks, the plain call runs. The packed copy is kept beside the
-module (:class:`PackedWeights`), remade when the weight changes (version counter or storage) and
-dropped by any forward under autograd (a fused optimizer step updates weights without bumping
-their version counters), and never saved or deep-copied. It costs one more copy of the weights in memory while kept.
+``MatMul``s), CPU tensors, fp32 or bf16 (under bf16 autocast the packed copy is bf16, as autocast
+would have cast it), and a PyTorch built with oneDNN. Everywhere else, and for modules with forward
+hooks, the plain call runs. The packed copy is kept beside the module (:class:`PackedWeights`),
+remade when the weight changes (version counter or storage), dropped by any forward under autograd
+(a fused optimizer step updates weights without bumping their version counters), and never saved
+or deep-copied. It costs one more copy of the weights in memory while kept.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -47,6 +48,7 @@ def _kernel_available() -> bool:
 _AVAILABLE = _kernel_available()
 
 
+@functools.cache
 def _bf16_supported() -> bool:
     probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     try:
@@ -62,14 +64,13 @@ def compute_dtype(inputs: Tensor, weight: Tensor) -> torch.dtype | None:
             or inputs.device.type != "cpu"
             or not isinstance(weight, Tensor) or weight.device.type != "cpu"):
         return None
-    if torch.is_autocast_enabled("cpu"):
-        dtype = torch.get_autocast_dtype("cpu")
-    else:
-        dtype = inputs.dtype
-    if dtype == torch.float32 and weight.dtype in (torch.float32, torch.bfloat16):
-        return dtype if weight.dtype == torch.float32 else None
-    if dtype == torch.bfloat16 and weight.dtype in (torch.float32, torch.bfloat16):
-        return dtype if _bf16_supported() else None
+    dtype = (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
+             else inputs.dtype)
+    if dtype == torch.float32 and weight.dtype == torch.float32:
+        return dtype
+    if (dtype == torch.bfloat16 and weight.dtype in (torch.float32, torch.bfloat16)
+            and _bf16_supported()):
+        return dtype
     return None
 
 
@@ -93,12 +94,11 @@ class PackedWeights:
     def clear(self) -> None:
         self._kept.clear()
 
-    def get(self, weight: Tensor, bias: Tensor | None, dtype: torch.dtype,
-            stamp: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor | None]:
-        """The packed weight and cast bias; ``stamp`` identifies the weight's state (default:
-        its and the bias's version counters and storages)."""
-        if stamp is None:
-            stamp = _stamp(weight) + (_stamp(bias) if bias is not None else ())
+    def get(self, weight: Tensor, bias: Tensor | None, dtype: torch.dtype
+            ) -> tuple[Tensor, Tensor | None]:
+        """The packed weight and cast bias, remade when the weight's or the bias's version
+        counter or storage has changed."""
+        stamp = _stamp(weight) + (_stamp(bias) if bias is not None else ())
         kept = self._kept.get(dtype)
         if kept is None or kept[0] != stamp:
             with torch.no_grad():
@@ -114,12 +114,20 @@ def _stamp(tensor: Tensor) -> tuple[int, int]:
     return (-1 if tensor.is_inference() else tensor._version, tensor.data_ptr())
 
 
+def packed_weights_of(module: nn.Module) -> PackedWeights:
+    """The :class:`PackedWeights` kept on ``module`` (made on first use; a plain attribute, so
+    never in the state dict)."""
+    kept = module.__dict__.get("_packed_weights")
+    if kept is None:
+        kept = module.__dict__["_packed_weights"] = PackedWeights()
+    return kept
+
+
 def packed_linear(inputs: Tensor, weight: Tensor, bias: Tensor | None, kept: PackedWeights,
-                  activation: str | None = None, stamp: tuple[int, ...] | None = None,
-                  ) -> Tensor | None:
+                  activation: str | None = None) -> Tensor | None:
     """``activation(inputs @ weightᵀ + bias)`` through the kept packed weight, or None where
     the packed kernel does not apply (then call ``F.linear`` yourself). ``activation``: a name of
-    :data:`FUSED_ACTIVATIONS` to fuse, or None; ``stamp``: see :meth:`PackedWeights.get`."""
+    :data:`FUSED_ACTIVATIONS` to fuse, or None."""
     dtype = compute_dtype(inputs, weight)
     if dtype is None:
         if torch.is_grad_enabled():
@@ -127,7 +135,7 @@ def packed_linear(inputs: Tensor, weight: Tensor, bias: Tensor | None, kept: Pac
             # bumping its version counter (the fused AdamW kernel does not), so the copy goes.
             kept.clear()
         return None
-    packed, cast_bias = kept.get(weight, bias, dtype, stamp)
+    packed, cast_bias = kept.get(weight, bias, dtype)
     attr, algorithm = FUSED_ACTIVATIONS[activation] if activation is not None else ("none", "")
     return torch.ops.mkldnn._linear_pointwise(inputs.to(dtype), packed, cast_bias, attr, [],
                                               algorithm)
@@ -137,17 +145,14 @@ def linear(module: nn.Module, inputs: Tensor, activation: str | None = None) -> 
     """``module(inputs)`` for a linear layer (then ``activation``, by name), through a packed
     weight kept on the module where :func:`compute_dtype` allows it. Any other module — a
     quantized linear, one with forward hooks — is simply called."""
+    fused = activation if activation in FUSED_ACTIVATIONS else None
+    out = None
     if type(module) is nn.Linear and not (module._forward_hooks or module._forward_pre_hooks):
-        kept = module.__dict__.get("_packed_weights")
-        if kept is None:
-            kept = module.__dict__["_packed_weights"] = PackedWeights()
-        out = packed_linear(inputs, module.weight, module.bias, kept,
-                            activation if activation in FUSED_ACTIVATIONS else None)
-        if out is not None:
-            fused = activation is None or activation in FUSED_ACTIVATIONS
-            return out if fused else ACTIVATIONS[activation](out)
-    out = module(inputs)
-    return out if activation is None else ACTIVATIONS[activation](out)
+        out = packed_linear(inputs, module.weight, module.bias, packed_weights_of(module), fused)
+    if out is None:
+        out, fused = module(inputs), None
+    return out if activation is None or activation == fused else ACTIVATIONS[activation](out)
 
 
-__all__ = ["FUSED_ACTIVATIONS", "PackedWeights", "compute_dtype", "linear", "packed_linear"]
+__all__ = ["FUSED_ACTIVATIONS", "PackedWeights", "compute_dtype", "linear", "packed_linear",
+           "packed_weights_of"]
