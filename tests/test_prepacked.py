@@ -156,3 +156,47 @@ def test_a_fused_optimizer_step_after_a_training_forward_is_seen(tiny_bert_kwarg
         packed = model(input_ids).last_hidden_state
     expected = model(input_ids).last_hidden_state.detach()  # grad on: the plain path
     torch.testing.assert_close(packed, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_an_unpacked_linear_at_inference_gets_its_activation_in_place(activation):
+    """A dynamic-int8 linear is called as it is; its fresh output takes the activation in place
+    (no second (tokens × 4d) tensor), with the same values as the out-of-place function."""
+    from plmkit.models.activations import IN_PLACE_ACTIVATIONS
+
+    torch.manual_seed(0)
+    quantized = torch.ao.quantization.quantize_dynamic(nn.Sequential(_layer()), {nn.Linear})[0]
+    inputs = torch.randn(5, 48)
+    outputs = []
+    original = IN_PLACE_ACTIVATIONS[activation]
+    try:
+        IN_PLACE_ACTIVATIONS[activation] = lambda x: outputs.append(x) or original(x)
+        with torch.inference_mode():
+            got = prepacked.linear(quantized, inputs, activation)
+            want = ACTIVATIONS[activation](quantized(inputs))
+    finally:
+        IN_PLACE_ACTIVATIONS[activation] = original
+    assert len(outputs) == 1 and got.data_ptr() == outputs[0].data_ptr()
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_no_activation_in_place_where_the_output_is_held_or_needed():
+    """Under autograd the pre-activation is kept for the backward pass; a hook may return a
+    tensor it holds; any other module may return its input. None of them is overwritten."""
+    layer = _layer()
+    inputs = torch.randn(3, 48)
+    out = prepacked.linear(layer, inputs, "gelu")  # training: autograd needs F.linear's output
+    out.sum().backward()
+    torch.testing.assert_close(layer.weight.grad,
+                               torch.autograd.functional.jacobian(
+                                   lambda w: F.gelu(F.linear(inputs, w, layer.bias)).sum(),
+                                   layer.weight.detach()))
+    held = torch.full((3, 80), -1.0)
+    hooked = _layer()
+    hooked.register_forward_hook(lambda module, args, result: held)
+    identity = nn.Identity()
+    negatives = -torch.ones(2, 3)
+    with torch.inference_mode():
+        assert prepacked.linear(hooked, inputs, "relu").eq(0).all()
+        assert prepacked.linear(identity, negatives, "relu").eq(0).all()
+    assert held.eq(-1).all() and negatives.eq(-1).all()

@@ -24,4 +24,14 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu, "swish": F.silu, "tanh": torch.tanh,
 }
 
-__all__ = ["ACTIVATIONS", "gelu_tanh"]
+# The same functions overwriting their input: for a freshly computed tensor nothing else holds
+# (a linear layer's output at inference), one pass and no new (tokens × 4d) allocation.
+IN_PLACE_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu": lambda x: torch.ops.aten.gelu_(x),
+    "gelu_new": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
+    "relu": torch.relu_, "silu": lambda x: F.silu(x, inplace=True),
+    "swish": lambda x: F.silu(x, inplace=True), "tanh": torch.tanh_,
+}
+
+__all__ = ["ACTIVATIONS", "IN_PLACE_ACTIVATIONS", "gelu_tanh"]

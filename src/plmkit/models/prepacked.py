@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from plmkit.models.activations import ACTIVATIONS
+from plmkit.models.activations import ACTIVATIONS, IN_PLACE_ACTIVATIONS
 
 # activation name (plmkit.models.activations) → oneDNN post-op (attr, algorithm)
 FUSED_ACTIVATIONS: dict[str, tuple[str, str]] = {
@@ -151,8 +151,23 @@ def linear(module: nn.Module, inputs: Tensor, activation: str | None = None) -> 
         out = packed_linear(inputs, module.weight, module.bias, packed_weights_of(module), fused)
     if out is None:
         out, fused = module(inputs), None
-    return out if activation is None or activation == fused else ACTIVATIONS[activation](out)
+    if activation is None or activation == fused:
+        return out
+    if fresh_output(module, out):
+        return IN_PLACE_ACTIVATIONS[activation](out)
+    return ACTIVATIONS[activation](out)
 
 
-__all__ = ["FUSED_ACTIVATIONS", "PackedWeights", "compute_dtype", "linear", "packed_linear",
-           "packed_weights_of"]
+def fresh_output(module: nn.Module, out: Tensor) -> bool:
+    """Whether ``out``, just returned by ``module``, is a new tensor that nothing else holds or
+    needs, so an activation may overwrite it: a plain or dynamic-int8 linear without hooks (a
+    hook may return a tensor it keeps) and no autograd to keep the pre-activation for."""
+    if module._forward_hooks or module._forward_pre_hooks:
+        return False
+    if not isinstance(module, (nn.Linear, torch.ao.nn.quantized.dynamic.Linear)):
+        return False
+    return not (torch.is_grad_enabled() and out.requires_grad)
+
+
+__all__ = ["FUSED_ACTIVATIONS", "PackedWeights", "compute_dtype", "fresh_output", "linear",
+           "packed_linear", "packed_weights_of"]
