@@ -200,3 +200,9 @@ def test_no_activation_in_place_where_the_output_is_held_or_needed():
         assert prepacked.linear(hooked, inputs, "relu").eq(0).all()
         assert prepacked.linear(identity, negatives, "relu").eq(0).all()
     assert held.eq(-1).all() and negatives.eq(-1).all()
+
+
+def test_a_width_mismatch_gets_the_plain_shape_error():
+    layer = _layer()
+    with torch.inference_mode(), pytest.raises(RuntimeError, match=r"shapes cannot be multiplied"):
+        prepacked.linear(layer, torch.randn(2, 47))

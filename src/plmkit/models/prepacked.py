@@ -62,8 +62,9 @@ def compute_dtype(inputs: Tensor, weight: Tensor) -> torch.dtype | None:
     if (not _AVAILABLE or not torch.backends.mkldnn.enabled or torch.is_grad_enabled()
             or torch.compiler.is_compiling() or torch.jit.is_tracing()
             or inputs.device.type != "cpu"
-            or not isinstance(weight, Tensor) or weight.device.type != "cpu"):
-        return None
+            or not isinstance(weight, Tensor) or weight.device.type != "cpu"
+            or inputs.dim() == 0 or inputs.size(-1) != weight.size(-1)):
+        return None  # (a width mismatch: F.linear's error names both shapes, oneDNN's does not)
     dtype = (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
              else inputs.dtype)
     if dtype == torch.float32 and weight.dtype == torch.float32:
