@@ -26,6 +26,7 @@ BENCHMARKS = {
     "kv-cache": ["kv_cache_speed.py"],
     "word2vec": ["word2vec_vs_gensim.py"],
     "ptb": ["ptb_perplexity.py"],
+    "allocator": ["allocator.py"],
 }
 
 

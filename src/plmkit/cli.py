@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from plmkit.runtime import keep_freed_memory
+
+    keep_freed_memory()  # the process is ours: tensors reuse freed memory (plmkit.runtime)
     try:
         with _parameter_bound(args.max_parameters), _owned_output(args):
             result = args.func(args)
