@@ -1,7 +1,7 @@
 """Inference runtimes side by side: Hugging Face, plmkit (fp32, bf16, compiled, dynamic int8) and
 ONNX Runtime (fp32, int8), same real sentences, same batches, interleaved.
 
-    python benchmarks/inference_runtimes.py [--rounds 20] [--skip-base]
+    python benchmarks/inference_runtimes.py [--rounds 20] [--skip-base] [--batches 1,16]
 
 MiniLM (real weights) and a BERT-base-shaped encoder (random weights: speed does not depend on
 them), batch 1 and batch 16 of movie-review sentences (the polarity dev set, cut at 128 tokens,
@@ -150,8 +150,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--skip-base", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--batches", default="1,16", help="sentences a batch, comma-separated")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (default: keep freed memory, as "
+                             "the plm command does, for every variant alike)")
     args = parser.parse_args()
-    print(machine())
+    if not args.default_malloc:
+        from plmkit.runtime import keep_freed_memory
+
+        keep_freed_memory()
+    print(machine() + (", glibc malloc as it is" if args.default_malloc else ""))
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16),
              "int8": matmul_peak(torch.int8)}
     print("measured peaks (GFLOP/s, one 1024² matmul): " + ", ".join(
@@ -173,7 +181,7 @@ def main() -> None:
     for name, ours, hf in models:
         with tempfile.TemporaryDirectory() as scratch:
             prepare(ours, Path(scratch), minilm)
-            for batch in (1, 16):
+            for batch in (int(b) for b in args.batches.split(",")):
                 inputs = review_batches(tokenizer, batch)
                 rows += measure(name, ours, hf, Path(scratch), inputs, args.rounds, peaks,
                                 args.compile)

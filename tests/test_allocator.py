@@ -46,6 +46,8 @@ def test_freed_tensor_memory_is_reused_without_page_faults():
 def test_the_users_own_malloc_settings_stand():
     applied, fewest, _ = _faults("keep", MALLOC_TRIM_THRESHOLD_="131072")
     assert applied == "False" and fewest > 5000
+    applied, fewest, _ = _faults("keep", PLMKIT_KEEP_FREED_MEMORY="0")
+    assert applied == "False" and fewest > 5000
 
 
 def test_the_plm_command_applies_it(monkeypatch, capsys):
@@ -55,3 +57,16 @@ def test_the_plm_command_applies_it(monkeypatch, capsys):
     monkeypatch.setattr(runtime, "keep_freed_memory", lambda: calls.append(True) or True)
     main(["export", "/nonexistent-folder", "--format", "hf", "--output", "/nonexistent-out"])
     assert calls == [True]
+
+
+def test_plm_serve_leaves_malloc_as_it_is(monkeypatch):
+    """A server's batches are small; kept memory bought it nothing and held ~100 MB more."""
+    from plmkit import cli
+
+    assert "serve" in cli.HOLDS_MEMORY_LOW
+    calls = []
+    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: calls.append(True) or True)
+    # the same rule, on a command cheap to run here
+    monkeypatch.setattr(cli, "HOLDS_MEMORY_LOW", cli.HOLDS_MEMORY_LOW | {"export"})
+    cli.main(["export", "/nonexistent-folder", "--format", "hf", "--output", "/nonexistent-out"])
+    assert calls == []

@@ -94,6 +94,12 @@ def _suggestion(parser: argparse.ArgumentParser, command: str, error: PlmError) 
     return ""
 
 
+# Commands left with glibc's malloc as it is (plmkit.runtime.keep_freed_memory): a server's
+# batches are a few short requests, measured no faster with freed memory kept, and it held
+# ~100 MB more for as long as it ran (benchmarks/serve_load.py, README).
+HOLDS_MEMORY_LOW = frozenset({"serve"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -103,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from plmkit.runtime import keep_freed_memory
+    if args.command not in HOLDS_MEMORY_LOW:
+        from plmkit.runtime import keep_freed_memory
 
-    keep_freed_memory()  # the process is ours: tensors reuse freed memory (plmkit.runtime)
+        keep_freed_memory()  # the process is ours: tensors reuse freed memory (plmkit.runtime)
     try:
         with _parameter_bound(args.max_parameters), _owned_output(args):
             result = args.func(args)

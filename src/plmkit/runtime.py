@@ -56,6 +56,7 @@ def free_port() -> int:
 MMAP_THRESHOLD = 128 << 20
 TRIM_THRESHOLD = 256 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+KEEP_FREED_MEMORY_ENV = "PLMKIT_KEEP_FREED_MEMORY"  # "0": leave glibc's malloc as it is
 
 
 def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD,
@@ -73,14 +74,16 @@ def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD,
     jemalloc or tcmalloc preloaded does the same; this needs nothing installed.
 
     Process-wide, so the ``plm`` command calls it and the library does not; a program of your
-    own may call it at its start. Skipped on other C libraries (musl, macOS) and when
-    ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` is set (yours stands)."""
+    own may call it at its start. Skipped on other C libraries (musl, macOS), when
+    ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` is set (yours stands), and when
+    ``PLMKIT_KEEP_FREED_MEMORY=0`` (glibc as it is)."""
     import ctypes
     import platform
 
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return False
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_TRIM_THRESHOLD_"):
+    if (os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_TRIM_THRESHOLD_")
+            or os.environ.get(KEEP_FREED_MEMORY_ENV, "").strip() == "0"):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
@@ -91,5 +94,5 @@ def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD,
             and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold)))
 
 
-__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "free_port", "keep_freed_memory", "move_to",
-           "progress_bar", "resolve_device"]
+__all__ = ["KEEP_FREED_MEMORY_ENV", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "free_port",
+           "keep_freed_memory", "move_to", "progress_bar", "resolve_device"]
