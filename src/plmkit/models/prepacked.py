@@ -154,8 +154,9 @@ def linear(module: nn.Module, inputs: Tensor, activation: str | None = None) -> 
         out, fused = module(inputs), None
     if activation is None or activation == fused:
         return out
-    if fresh_output(module, out):
-        return IN_PLACE_ACTIVATIONS[activation](out)
+    in_place = IN_PLACE_ACTIVATIONS.get(activation)
+    if in_place is not None and fresh_output(module, out):
+        return in_place(out)
     return ACTIVATIONS[activation](out)
 
 
