@@ -258,6 +258,15 @@ def test_int8_activations_take_8_bits_where_the_cpu_has_vnni(one_thread, monkeyp
         assert first.reduce_range is (not vnni)
 
 
+def test_fbgemm_held_to_avx2_means_seven_bit_activations(monkeypatch):
+    """FBGEMM_ENABLE_INSTRUCTIONS=AVX2 puts fbgemm on its vpmaddubsw kernels whatever the CPU
+    has, and those saturate at 8 bits: the full range must not be taken then."""
+    from plmkit.export import runtime
+
+    monkeypatch.setenv("FBGEMM_ENABLE_INSTRUCTIONS", "AVX2")
+    assert runtime.full_range_int8() is False
+
+
 def test_export_check_writes_what_each_deployment_path_costs(tmp_path, one_thread, capsys):
     """``--check DATA`` scores fp32 PyTorch, the int8 export and PyTorch's dynamic int8 on the
     same labelled rows, and each path's cost is fp32 minus it, in points."""

@@ -8,6 +8,7 @@ Predictors call ``model(input_ids, attention_mask=…, token_type_ids=…)`` and
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,8 @@ def full_range_int8() -> bool:
     (``reduce_range=True``) everywhere. VNNI's ``vpdpbusd`` accumulates in int32, so there the
     8th bit is free, and it is the bit the accuracy was missing: half the activation steps cost
     MiniLM about a point on polarity and NER, the full range nothing (README, int8 section)."""
+    if os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS", "").strip().upper() == "AVX2":
+        return False  # fbgemm told to use its AVX2 kernels: vpmaddubsw, whatever the CPU has
     probe = getattr(torch.cpu, "_is_vnni_supported", None)
     try:
         return bool(probe()) if probe is not None else False
