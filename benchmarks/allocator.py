@@ -1,11 +1,11 @@
-"""glibc's default malloc against freed memory kept (`plmkit.runtime.keep_freed_memory`), side by side.
+"""glibc's default malloc against freed memory kept (`plmkit.runtime.keep_freed_memory`).
 
     python benchmarks/allocator.py [--pairs 3] [--rounds 8]
 
 The setting is process-wide, so each side runs in its own process: a child process per side, the
 two taking turns ``--pairs`` times, each timing MiniLM (real weights) on polarity dev reviews —
 inference in fp32, bf16 autocast and PyTorch's dynamic int8 (``--runtime torch-int8``) at 16 and
-64 sentences, 64 of the longest reviews cut at 128 tokens, and a training step (forward, backward,
+64 sentences, the 64 longest reviews (40–73 tokens), and a training step (forward, backward,
 fused AdamW) of 32 sentences in fp32 and bf16. Per call: median milliseconds and the minor page
 faults it caused (each a 4 KB page the kernel handed over and zeroed); per side: peak resident
 memory. Medians over the pairs; the ratio is default / kept. Run it alone.
@@ -14,8 +14,8 @@ memory. Medians over the pairs; the ratio is default / kept. Run it alone.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -28,21 +28,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, table  # noqa: E402
 from inference_runtimes import review_batches  # noqa: E402
-
-
-def _longest_reviews(tokenizer, batch: int, max_length: int = 128) -> dict[str, torch.Tensor]:
-    from plmkit.datasets import polarity
-
-    with open(polarity()["dev"], encoding="utf-8") as handle:
-        texts = [row["text"] for row in csv.DictReader(handle)]
-    encoded = sorted((tokenizer.encode(text, max_length=max_length).ids for text in texts),
-                     key=len, reverse=True)[:batch]
-    ids = torch.zeros(batch, len(encoded[0]), dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, pieces in enumerate(encoded):
-        ids[row, :len(pieces)] = torch.tensor(pieces)
-        mask[row, :len(pieces)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
 
 
 def child(side: str, rounds: int) -> dict:
@@ -63,7 +48,7 @@ def child(side: str, rounds: int) -> dict:
     int8 = dynamic_int8(model)
     inputs = {"16 sentences": review_batches(tokenizer, 16),
               "64 sentences": review_batches(tokenizer, 64),
-              "64 longest (≤ 128 tokens)": _longest_reviews(tokenizer, 64)}
+              "64 longest (40–73 tokens)": review_batches(tokenizer, 64, longest=True)}
     work = {}
     for name, batch in inputs.items():
         def fp32(batch=batch):
@@ -148,7 +133,7 @@ def main() -> int:
                        "speed-up"]))
     peak = {side: statistics.median(run["peak_mb"] for run in runs[side]) for side in runs}
     print(f"peak resident memory: default {peak['default']:.0f} MB, kept {peak['kept']:.0f} MB")
-    print(f"end: load {__import__('os').getloadavg()[0]:.2f}")
+    print(f"end: load {os.getloadavg()[0]:.2f}")
     return 0
 
 

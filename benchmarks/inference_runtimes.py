@@ -40,12 +40,19 @@ def forward_flops(config: BertConfig, mask: torch.Tensor) -> float:
 
 
 # ----------------------------------------------------------------------------- inputs
-def review_batches(tokenizer, batch: int, max_length: int = 128) -> dict[str, torch.Tensor]:
+def review_batches(tokenizer, batch: int, max_length: int = 128, longest: bool = False
+                   ) -> dict[str, torch.Tensor]:
+    """The first ``batch`` polarity dev reviews (``longest``: the longest ``batch`` of them), cut at
+    ``max_length`` tokens and padded to the longest of the batch."""
     from plmkit.datasets import polarity
 
     with open(polarity()["dev"], encoding="utf-8") as handle:
         texts = [row["text"] for row in csv.DictReader(handle)]
-    encoded = [tokenizer.encode(text, max_length=max_length).ids for text in texts[:batch]]
+    if longest:
+        encoded = sorted((tokenizer.encode(text, max_length=max_length).ids for text in texts),
+                         key=len, reverse=True)[:batch]
+    else:
+        encoded = [tokenizer.encode(text, max_length=max_length).ids for text in texts[:batch]]
     length = max(map(len, encoded))
     ids = torch.zeros(batch, length, dtype=torch.long)
     mask = torch.zeros_like(ids)

@@ -206,3 +206,18 @@ def test_a_width_mismatch_gets_the_plain_shape_error():
     layer = _layer()
     with torch.inference_mode(), pytest.raises(RuntimeError, match=r"shapes cannot be multiplied"):
         prepacked.linear(layer, torch.randn(2, 47))
+
+
+def test_a_model_made_under_inference_mode_runs_and_keeps_its_copies():
+    """Inference tensors have no version counter: every kept copy (stacked Q/K/V, packed
+    weights) stamps them with one rule (``version_stamp``) instead of reading ``_version``."""
+    from plmkit.models.attention import MultiHeadAttention
+
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        attention = MultiHeadAttention(32, 4).eval()
+        inputs = torch.randn(2, 5, 32)
+        first = attention(inputs).context
+        again = attention(inputs).context
+    assert attention._stacked._kept and torch.equal(first, again)
+    assert prepacked.version_stamp(attention.query.weight)[0] == -1

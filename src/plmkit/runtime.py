@@ -68,17 +68,17 @@ def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD,
     most 32 MB) with fresh pages from the kernel, and returns free heap above its trim threshold.
     A forward pass frees and allocates tensors of megabytes every layer, so the same memory goes
     back and comes again, and every first touch of a page is a fault that zeroes 4 KB. MiniLM,
-    64 reviews of ≤ 128 tokens: 28,169 faults a dynamic-int8 forward, none with the memory kept
-    (128 → 96.5 ms); a fp32 training step of 32 sentences 494 → 418 ms
-    (``benchmarks/allocator.py``); budget pre-training of a mini BERT 1.24× the steps in the same
-    minutes. Tensors up to ``mmap_threshold`` come from the heap, and up to ``trim_threshold``
+    the 64 longest polarity reviews (40–73 tokens): 28,169 faults a dynamic-int8 forward, none
+    with the memory kept (128 → 96.5 ms); a fp32 training step of 32 sentences 494 → 418 ms
+    (``benchmarks/allocator.py``); budget pre-training of a mini BERT 1.24× the steps in the
+    same minutes. Tensors up to ``mmap_threshold`` come from the heap, and up to ``trim_threshold``
     of free heap is kept; the price is resident memory (that pre-training: 3.7 against 2.9 GB at
     its peak). jemalloc or tcmalloc preloaded does the same; this needs nothing installed.
 
     Process-wide, so the ``plm`` command calls it (not ``plm serve``: ``cli.HOLDS_MEMORY_LOW``)
-    and the library does not; a program of your own may call it at its start. Skipped on other C libraries (musl, macOS), when
-    ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` is set (yours stands), and when
-    ``PLMKIT_KEEP_FREED_MEMORY=0`` (glibc as it is)."""
+    and the library does not; a program of your own may call it at its start. Skipped on other
+    C libraries (musl, macOS), when ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` is
+    set (yours stands), and when ``PLMKIT_KEEP_FREED_MEMORY=0`` (glibc as it is)."""
     import ctypes
     import platform
 

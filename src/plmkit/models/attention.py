@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plmkit.models import dropout as cpu_dropout
-from plmkit.models.prepacked import PackedWeights, linear, packed_linear
+from plmkit.models.prepacked import PackedWeights, linear, packed_linear, version_stamp
 
 
 def split_heads(states: Tensor, num_heads: int) -> Tensor:
@@ -457,8 +457,8 @@ class StackedProjection:
             self._kept.pop(which, None)
             self._packed.pop(which, None)  # the packed copy lives as long as its stacked source
             return self.stack(parts)
-        stamp = tuple(t._version for p in parts for t in (p.weight, p.bias) if t is not None)
-        stamp += tuple(p.weight.data_ptr() for p in parts)
+        stamp = tuple(part for p in parts for t in (p.weight, p.bias) if t is not None
+                      for part in version_stamp(t))
         kept = self._kept.get(which)
         if kept is None or kept[0] != stamp:
             with torch.no_grad():

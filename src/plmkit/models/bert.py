@@ -483,8 +483,8 @@ class BertModel(BertPreTrainedModel):
         (:func:`~plmkit.models.attention.packed_attention`), for the matrix multiplies and the
         masked attention scores of the padding positions; below ``min_padding`` (fraction of
         padding) there is too little padding to pay for them. Outputs at padding positions are
-        then zeros (Hugging Face computes meaningless values there; no head reads them). Not used inside ``torch.compile``, whose
-        graphs want static shapes.
+        then zeros (Hugging Face computes meaningless values there; no head reads them). Not used
+        inside ``torch.compile``, whose graphs want static shapes.
         """
         if (not self.skip_padding or bias is None or attention_mask is None
                 or attention_mask.dim() != 2 or torch.compiler.is_compiling()):

@@ -99,7 +99,7 @@ class PackedWeights:
             ) -> tuple[Tensor, Tensor | None]:
         """The packed weight and cast bias, remade when the weight's or the bias's version
         counter or storage has changed."""
-        stamp = _stamp(weight) + (_stamp(bias) if bias is not None else ())
+        stamp = version_stamp(weight) + (version_stamp(bias) if bias is not None else ())
         kept = self._kept.get(dtype)
         if kept is None or kept[0] != stamp:
             with torch.no_grad():
@@ -110,8 +110,11 @@ class PackedWeights:
         return kept[1], kept[2]
 
 
-def _stamp(tensor: Tensor) -> tuple[int, int]:
-    # Tensors made under inference_mode keep no version counter; they are not updated in place.
+def version_stamp(tensor: Tensor) -> tuple[int, int]:
+    """What changes when ``tensor``'s values may have: its version counter (bumped by in-place
+    updates) and its storage (``.to()``, ``load_state_dict`` with ``assign``). For every copy kept
+    between inference calls (packed weights, stacked projections). Tensors made under
+    ``inference_mode`` keep no version counter; they are not updated in place."""
     return (-1 if tensor.is_inference() else tensor._version, tensor.data_ptr())
 
 
@@ -172,4 +175,4 @@ def fresh_output(module: nn.Module, out: Tensor) -> bool:
 
 
 __all__ = ["FUSED_ACTIVATIONS", "PackedWeights", "compute_dtype", "fresh_output", "linear",
-           "packed_linear", "packed_weights_of"]
+           "packed_linear", "packed_weights_of", "version_stamp"]
